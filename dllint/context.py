@@ -1,0 +1,514 @@
+"""The semantic layer every rule shares, built during the engine's single walk of a tree.
+
+It answers, cheaply and without libcst's metadata providers:
+
+* the qualified name of a call or attribute through imports and aliases
+  (``import torch.nn.functional as F`` -> ``F.softmax`` is ``torch.nn.functional.softmax``),
+  with local rebindings (parameters, assignments) shadowing imports;
+* which deep-learning frameworks the file imports;
+* the single reaching assignment of a local name (``p = F.softmax(x); torch.log(p)``);
+* the chain of ancestors of the node being visited;
+* source positions of nodes (computed on demand by one code generation pass);
+* astroid inference, loaded lazily for the rare question that needs it.
+
+The Context registers its own ``visit_``/``leave_`` handlers with the engine, which runs them
+before the rules' visit handlers and after their leave handlers, so while a rule looks at a
+node the Context describes everything that came before it in source order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+
+import libcst as cst
+
+#: Top-level packages recognised as deep-learning frameworks (and their close friends).
+FRAMEWORKS = {
+    "torch": "torch",
+    "torchvision": "torch",
+    "torchao": "torch",
+    "tensorflow": "tensorflow",
+    "tf_keras": "keras",
+    "keras": "keras",
+    "tensorflow_model_optimization": "tensorflow",
+    "tf2onnx": "tensorflow",
+    "transformers": "transformers",
+    "numpy": "numpy",
+    "scipy": "numpy",
+    "jax": "jax",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+}
+
+
+@dataclass
+class Binding:
+    """One way a name got a value in a scope."""
+
+    kind: str  # "import", "assign", "unpack", "param", "other"
+    value: Any = None  # qualified name (import) or the assigned expression
+    index: Optional[int] = None  # position inside a tuple target (unpack)
+
+
+class Scope:
+    __slots__ = ("kind", "node", "bindings")
+
+    def __init__(self, kind: str, node: Any) -> None:
+        self.kind = kind  # "module", "class", "function", "lambda"
+        self.node = node
+        self.bindings: Dict[str, List[Binding]] = {}
+
+    def bind(self, name: str, binding: Binding) -> None:
+        self.bindings.setdefault(name, []).append(binding)
+
+
+def dotted_name(node: Any) -> Optional[str]:
+    """``a.b.c`` for a Name/Attribute chain, else None."""
+    parts = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    if isinstance(node, cst.Name):
+        parts.append(node.value)
+        return ".".join(reversed(parts))
+    return None
+
+
+def _module_name(node: Any) -> str:
+    return dotted_name(node) or ""
+
+
+class Context:
+    """Facts about one file, filled in during the walk."""
+
+    def __init__(
+        self,
+        module: cst.Module,
+        source: str,
+        path: str = "<string>",
+        target_versions: Optional[Dict[str, str]] = None,
+    ) -> None:
+        self.module = module
+        self.source = source
+        self.path = path
+        self.target_versions = dict(target_versions or {})
+        self.frameworks: Set[str] = set()
+        self.imported_modules: Set[str] = set()
+        #: Ancestors of the node being visited, outermost first (the node itself is last while
+        #: its own visit handlers run, since the engine appends it after the Context's visit).
+        self.stack: List[cst.CSTNode] = []
+        self.scopes: List[Scope] = [Scope("module", module)]
+        self._positions: Optional[Dict[int, Tuple[int, int, int, int]]] = None
+        self._astroid: Any = None
+        self._astroid_failed = False
+        self._prescan_imports(module.body)
+
+    # ------------------------------------------------------------------ imports
+
+    def _prescan_imports(self, body: Iterable[Any]) -> None:
+        """Record module-level imports (also under if/try) before the walk starts, so a
+        function defined above an import still resolves names through it."""
+        for stmt in body:
+            if isinstance(stmt, cst.SimpleStatementLine):
+                for small in stmt.body:
+                    if isinstance(small, (cst.Import, cst.ImportFrom)):
+                        self._record_import(small, self.scopes[0])
+            elif isinstance(stmt, cst.If):
+                self._prescan_imports(stmt.body.body)
+                orelse = stmt.orelse
+                while orelse is not None:
+                    self._prescan_imports(orelse.body.body)
+                    orelse = getattr(orelse, "orelse", None)
+            elif isinstance(stmt, cst.Try):
+                self._prescan_imports(stmt.body.body)
+                for handler in stmt.handlers:
+                    self._prescan_imports(handler.body.body)
+
+    def _record_import(self, node: Any, scope: Scope) -> None:
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                full = _module_name(alias.name)
+                self._note_module(full)
+                if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                    scope.bind(alias.asname.name.value, Binding("import", full))
+                else:
+                    top = full.split(".")[0]
+                    scope.bind(top, Binding("import", top))
+        elif isinstance(node, cst.ImportFrom):
+            if node.relative:
+                return
+            base = _module_name(node.module) if node.module is not None else ""
+            self._note_module(base)
+            if isinstance(node.names, cst.ImportStar):
+                return
+            for alias in node.names:
+                name = _module_name(alias.name)
+                local = name
+                if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                    local = alias.asname.name.value
+                scope.bind(local, Binding("import", f"{base}.{name}" if base else name))
+
+    def _note_module(self, full: str) -> None:
+        if not full:
+            return
+        self.imported_modules.add(full)
+        top = full.split(".")[0]
+        if top in FRAMEWORKS:
+            self.frameworks.add(FRAMEWORKS[top])
+
+    def imports(self, framework: str) -> bool:
+        """Whether the file imports ``framework`` (torch, tensorflow, keras, transformers, numpy...)."""
+        return framework in self.frameworks
+
+    # ------------------------------------------------------------------ scopes
+
+    @property
+    def scope(self) -> Scope:
+        return self.scopes[-1]
+
+    def function(self) -> Optional[cst.CSTNode]:
+        """The innermost enclosing function definition, if any."""
+        for scope in reversed(self.scopes):
+            if scope.kind == "function":
+                return scope.node
+        return None
+
+    def enclosing_class(self) -> Optional[cst.ClassDef]:
+        for scope in reversed(self.scopes):
+            if scope.kind == "class":
+                return scope.node
+        return None
+
+    def lookup(self, name: str) -> Optional[List[Binding]]:
+        """Bindings of ``name`` in the innermost scope that binds it (class scopes are only
+        visible from their own body, as in Python)."""
+        innermost = True
+        for scope in reversed(self.scopes):
+            if scope.kind == "class" and not innermost:
+                continue
+            innermost = False
+            found = scope.bindings.get(name)
+            if found:
+                return found
+        return None
+
+    def _bind_target(self, target: Any, value: Any, kind: str = "assign") -> None:
+        scope = self.scope
+        if isinstance(target, cst.Name):
+            scope.bind(target.value, Binding(kind, value))
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for i, element in enumerate(target.elements):
+                inner = element.value
+                if isinstance(element, cst.StarredElement):
+                    self._bind_target(inner, None, "other")
+                elif isinstance(inner, cst.Name) and kind == "assign":
+                    scope.bind(inner.value, Binding("unpack", value, i))
+                else:
+                    self._bind_target(inner, None, "other")
+        elif isinstance(target, cst.StarredElement):
+            self._bind_target(target.value, None, "other")
+        # attributes and subscripts bind no local name
+
+    # --- handlers the engine calls (the Context sees nodes before the rules do) ---
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.scope.bind(node.name.value, Binding("other", node))
+        scope = Scope("function", node)
+        params = node.params
+        for param in (
+            list(params.posonly_params)
+            + list(params.params)
+            + list(params.kwonly_params)
+            + [p for p in (params.star_arg, params.star_kwarg) if isinstance(p, cst.Param)]
+        ):
+            scope.bind(param.name.value, Binding("param", param))
+        self.scopes.append(scope)
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.scopes.pop()
+
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        scope = Scope("lambda", node)
+        params = node.params
+        for param in list(params.posonly_params) + list(params.params) + list(params.kwonly_params):
+            scope.bind(param.name.value, Binding("param", param))
+        self.scopes.append(scope)
+
+    def leave_Lambda(self, node: cst.Lambda) -> None:
+        self.scopes.pop()
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.scope.bind(node.name.value, Binding("other", node))
+        self.scopes.append(Scope("class", node))
+
+    def leave_ClassDef(self, node: cst.ClassDef) -> None:
+        self.scopes.pop()
+
+    def visit_Import(self, node: cst.Import) -> None:
+        if self.scope.kind != "module":
+            self._record_import(node, self.scope)
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        if self.scope.kind != "module":
+            self._record_import(node, self.scope)
+
+    def leave_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            self._bind_target(target.target, node.value)
+
+    def leave_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._bind_target(node.target, node.value)
+
+    def leave_AugAssign(self, node: cst.AugAssign) -> None:
+        self._bind_target(node.target, None, "other")
+
+    def leave_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._bind_target(node.target, node.value)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._bind_target(node.target, None, "other")
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self._bind_target(node.target, None, "other")
+
+    def visit_WithItem(self, node: cst.WithItem) -> None:
+        if node.asname is not None:
+            self._bind_target(node.asname.name, None, "other")
+
+    def visit_ExceptHandler(self, node: cst.ExceptHandler) -> None:
+        if node.name is not None:
+            self._bind_target(node.name.name, None, "other")
+
+    def visit_Global(self, node: cst.Global) -> None:
+        for item in node.names:
+            self.scope.bind(item.name.value, Binding("other"))
+
+    visit_Nonlocal = visit_Global
+
+    # ------------------------------------------------------------------ questions for rules
+
+    def qualname(self, node: Any, _depth: int = 0) -> Optional[str]:
+        """The qualified name a Name / Attribute chain refers to, through imports and aliases;
+        None when it does not come from an import (a local variable, a parameter...)."""
+        if isinstance(node, cst.Call):
+            return None
+        if isinstance(node, cst.Attribute):
+            base = self.qualname(node.value, _depth)
+            return f"{base}.{node.attr.value}" if base else None
+        if isinstance(node, cst.Name):
+            bindings = self.lookup(node.value)
+            if not bindings:
+                return None
+            last = bindings[-1]
+            if last.kind == "import":
+                return last.value
+            if (
+                last.kind == "assign"
+                and len(bindings) == 1
+                and _depth < 4
+                and isinstance(last.value, (cst.Name, cst.Attribute))
+            ):
+                return self.qualname(last.value, _depth + 1)
+            return None
+        return None
+
+    def call_name(self, call: Any) -> Optional[str]:
+        """Qualified name of the function a Call node calls."""
+        if isinstance(call, cst.Call):
+            return self.qualname(call.func)
+        return None
+
+    def assigned_value(self, node: Any) -> Optional[Any]:
+        """The value expression of the single reaching assignment of a Name, or None when the
+        name has several assignments so far, comes from a parameter, a loop, an import...
+        For ``a, b = f(x)`` the value of ``b`` is unknown (None)."""
+        if not isinstance(node, cst.Name):
+            return None
+        bindings = self.lookup(node.value)
+        if not bindings or len(bindings) != 1:
+            return None
+        binding = bindings[0]
+        if binding.kind == "assign":
+            return binding.value
+        return None
+
+    def resolve(self, node: Any, depth: int = 3) -> Any:
+        """Follow a name through single reaching assignments (up to ``depth`` steps) to the
+        expression that produced its value; returns the node itself when it cannot."""
+        for _ in range(depth):
+            value = self.assigned_value(node)
+            if value is None:
+                return node
+            node = value
+        return node
+
+    def keyword(self, call: cst.Call, name: str) -> Optional[cst.Arg]:
+        for arg in call.args:
+            if arg.keyword is not None and arg.keyword.value == name:
+                return arg
+        return None
+
+    def argument(self, call: cst.Call, position: int, name: Optional[str] = None) -> Optional[Any]:
+        """The value passed as positional ``position`` or as keyword ``name``."""
+        if name is not None:
+            kw = self.keyword(call, name)
+            if kw is not None:
+                return kw.value
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        if position < len(positional):
+            return positional[position].value
+        return None
+
+    def has_star_args(self, call: cst.Call) -> bool:
+        return any(a.star for a in call.args)
+
+    def parent(self, levels: int = 1) -> Optional[cst.CSTNode]:
+        """The ancestor ``levels`` above the node currently visited."""
+        index = len(self.stack) - 1 - levels
+        return self.stack[index] if index >= 0 else None
+
+    def reference_to(self, qualified: str) -> Optional[str]:
+        """Source text that refers to ``qualified`` with this file's imports (``F.log_softmax``
+        for ``torch.nn.functional.log_softmax`` after ``import torch.nn.functional as F``), or
+        None when no import in scope reaches it."""
+        best: Optional[Tuple[int, str]] = None
+        for scope in self.scopes:
+            if scope.kind == "class" and scope is not self.scopes[-1]:
+                continue
+            for local, bindings in scope.bindings.items():
+                last = bindings[-1]
+                if last.kind != "import":
+                    continue
+                target = last.value
+                if qualified == target or qualified.startswith(target + "."):
+                    # the innermost live binding of ``local`` must be this import
+                    live = self.lookup(local)
+                    if not live or live[-1] is not last:
+                        continue
+                    text = local + qualified[len(target):]
+                    if best is None or len(target) > best[0]:
+                        best = (len(target), text)
+        return best[1] if best else None
+
+    # ------------------------------------------------------------------ positions
+
+    def position(self, node: Any) -> Optional[Tuple[int, int, int, int]]:
+        """(line, col, end_line, end_col) of a node, 1-based line, 0-based column.  Computes
+        positions of every node in one code generation pass the first time it is asked."""
+        if self._positions is None:
+            self._positions = compute_positions(self.module)
+        return self._positions.get(id(node))
+
+    # ------------------------------------------------------------------ astroid (lazy)
+
+    def astroid_module(self) -> Any:
+        """The file as an astroid module, built on first use; None when astroid cannot read it."""
+        if self._astroid is None and not self._astroid_failed:
+            try:
+                import astroid
+
+                self._astroid = astroid.parse(self.source, path=self.path)
+            except Exception:  # astroid cannot read all syntax: degrade to "unknown"
+                self._astroid_failed = True
+        return self._astroid
+
+    def infer(self, node: Any) -> List[Any]:
+        """astroid's inferred values for the expression ``node`` (an empty list when unknown)."""
+        tree = self.astroid_module()
+        pos = self.position(node)
+        if tree is None or pos is None:
+            return []
+        line, col, end_line, end_col = pos
+        try:
+            for candidate in tree.nodes_of_class(_astroid_expr_types()):
+                if (
+                    candidate.lineno == line
+                    and candidate.col_offset == col
+                    and candidate.end_lineno == end_line
+                    and candidate.end_col_offset == end_col
+                ):
+                    import astroid
+
+                    return [v for v in candidate.infer() if v is not astroid.Uninferable]
+        except Exception:
+            return []
+        return []
+
+
+def _astroid_expr_types() -> Tuple[type, ...]:
+    import astroid.nodes as n
+
+    return (n.Call, n.Name, n.Attribute, n.Subscript, n.BinOp, n.Const)
+
+
+# ---------------------------------------------------------------------- positions
+
+from libcst._nodes.internal import CodegenState as _CodegenState  # noqa: E402
+
+
+class _PositionState(_CodegenState):  # type: ignore[misc]
+    """A code generation state that tracks line and column, recording each node's range."""
+
+    def __init__(self, module: cst.Module) -> None:
+        super().__init__(default_indent=module.default_indent, default_newline=module.default_newline)
+        self.line = 1
+        self.column = 0
+        self.starts: List[Tuple[int, int]] = []
+        self.ranges: Dict[int, Tuple[int, int, int, int]] = {}
+        self.keep: List[Any] = []
+
+    def _advance(self, value: str) -> None:
+        newlines = value.count("\n")
+        if newlines:
+            self.line += newlines
+            self.column = len(value) - value.rfind("\n") - 1
+        elif "\r" in value:
+            # a lone carriage return ends a line too
+            self.line += value.count("\r")
+            self.column = len(value) - value.rfind("\r") - 1
+        else:
+            self.column += len(value)
+
+    def add_token(self, value: str) -> None:
+        self.tokens.append(value)
+        self._advance(value)
+
+    def add_indent_tokens(self) -> None:
+        for token in self.indent_tokens:
+            self.tokens.append(token)
+            self._advance(token)
+
+    def before_codegen(self, node: Any) -> None:
+        self.starts.append((self.line, self.column))
+
+    def after_codegen(self, node: Any) -> None:
+        line, col = self.starts.pop()
+        key = id(node)
+        if key not in self.ranges:
+            self.ranges[key] = (line, col, self.line, self.column)
+
+    from contextlib import contextmanager as _cm
+
+    @_cm
+    def record_syntactic_position(
+        self, node: Any, *, start_node: Any = None, end_node: Any = None
+    ) -> Iterator[None]:
+        start = (self.line, self.column)
+        try:
+            yield
+        finally:
+            end = (self.line, self.column)
+            if start_node is not None and id(start_node) in self.ranges:
+                start = self.ranges[id(start_node)][:2]
+            if end_node is not None and id(end_node) in self.ranges:
+                end = self.ranges[id(end_node)][2:]
+            self.ranges[id(node)] = (start[0], start[1], end[0], end[1])
+
+
+def compute_positions(module: cst.Module) -> Dict[int, Tuple[int, int, int, int]]:
+    """Syntactic (line, col, end_line, end_col) of every node of ``module``, keyed by id()."""
+    state = _PositionState(module)
+    module._codegen(state)
+    return state.ranges

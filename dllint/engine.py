@@ -1,0 +1,254 @@
+"""The per-file pipeline: decode, prefilter, parse once, one walk for the Context and every
+rule, positions only when something was found, noqa, fixes."""
+
+from __future__ import annotations
+
+import re
+import tokenize
+import io
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Type
+
+from dllint.rule import Finding, FixKind, Rule
+from dllint.suppress import NoqaIndex
+
+#: Code of the engine's own finding: a file that cannot be read, decoded or parsed.
+PARSE_ERROR = "DL001"
+PARSE_ERROR_NAME = "unparsable-file"
+
+
+@dataclass
+class Source:
+    """A decoded file: text plus how to write it back unchanged in form."""
+
+    text: str
+    encoding: str = "utf-8"
+    bom: bool = False
+
+
+class DecodeError(Exception):
+    def __init__(self, message: str, line: int = 1, col: int = 1) -> None:
+        super().__init__(message)
+        self.line = line
+        self.col = col
+
+
+def decode(raw: bytes) -> Source:
+    """Decode Python source bytes as the interpreter would (BOM, PEP 263 cookie, UTF-8)."""
+    if b"\x00" in raw:
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise DecodeError("file contains a NUL byte; not Python source", line)
+    bom = raw.startswith(b"\xef\xbb\xbf")
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+    except SyntaxError as exc:
+        raise DecodeError(f"cannot determine the file's encoding: {exc.msg}") from None
+    codec = "utf-8-sig" if bom else encoding
+    try:
+        text = raw.decode(codec)
+    except (UnicodeDecodeError, LookupError) as exc:
+        start = getattr(exc, "start", 0) or 0
+        line = raw[:start].count(b"\n") + 1
+        col = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+        raise DecodeError(f"cannot decode the file as {encoding}: {exc}", line, col) from None
+    if encoding in ("utf-8-sig",):
+        encoding = "utf-8"
+    return Source(text=text, encoding=encoding, bom=bom)
+
+
+def encode(source: Source, text: str) -> bytes:
+    data = text.encode(source.encoding)
+    return (b"\xef\xbb\xbf" + data) if source.bom else data
+
+
+class RuleSet:
+    """An ordered set of enabled rule classes and the dispatch plan built from them."""
+
+    def __init__(self, rules: Sequence[Type[Rule]]) -> None:
+        self.rules = tuple(sorted(rules, key=lambda r: r.code))
+        self.codes = frozenset(r.code for r in self.rules)
+        self._handlers = {r: r.handlers() for r in self.rules}
+
+    def active_for(self, text: str) -> List[Type[Rule]]:
+        """The rules whose trigger words occur in ``text``."""
+        return [r for r in self.rules if any(t in text for t in r.triggers)]
+
+    def handlers_of(self, rule: Type[Rule]) -> Dict[str, Tuple[Optional[str], Optional[str]]]:
+        return self._handlers[rule]
+
+
+@dataclass
+class LintResult:
+    findings: List[Finding] = field(default_factory=list)
+    module: Any = None
+    context: Any = None
+
+
+def parse_error_finding(message: str, line: int = 1, col: int = 1) -> Finding:
+    return Finding(
+        code=PARSE_ERROR,
+        name=PARSE_ERROR_NAME,
+        message=message,
+        line=line,
+        col=col,
+        end_line=line,
+        end_col=col,
+    )
+
+
+def parse(text: str) -> Any:
+    """libcst parse, turning every failure into a DecodeError with a position."""
+    import libcst as cst
+
+    try:
+        return cst.parse_module(text)
+    except cst.ParserSyntaxError as exc:
+        line = getattr(exc, "editor_line", 1) or 1
+        col = getattr(exc, "editor_column", 1) or 1
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
+        raise DecodeError(f"syntax error: {message}", line, col) from None
+    except RecursionError:
+        raise DecodeError("the file is nested too deeply to parse") from None
+    except Exception as exc:  # libcst raises a few other errors on odd input
+        raise DecodeError(f"cannot parse the file: {type(exc).__name__}: {exc}") from None
+
+
+def lint_module(
+    module: Any,
+    text: str,
+    path: str,
+    rules: Sequence[Type[Rule]],
+    ruleset: RuleSet,
+    target_versions: Optional[Dict[str, str]] = None,
+) -> LintResult:
+    """Run the Context and ``rules`` over a parsed module in one walk; return findings with
+    positions (1-based line and column)."""
+    from dllint.context import Context
+    from dllint.walk import node_class, walk
+
+    ctx = Context(module, text, path, target_versions)
+    sink: List[Finding] = []
+    visit: Dict[type, List[Callable[[Any], Any]]] = {}
+    leave: Dict[type, List[Callable[[Any], Any]]] = {}
+    owner: Dict[int, Type[Rule]] = {}
+
+    # The Context's handlers first on visit, last on leave.
+    ctx_leave: Dict[type, Callable[[Any], Any]] = {}
+    for attr in dir(Context):
+        if attr.startswith("visit_") and (cls := node_class(attr[6:])) is not None:
+            visit.setdefault(cls, []).append(getattr(ctx, attr))
+        elif attr.startswith("leave_") and (cls := node_class(attr[6:])) is not None:
+            ctx_leave[cls] = getattr(ctx, attr)
+
+    instances = []
+    for rule_cls in rules:
+        rule = rule_cls(ctx, sink)
+        instances.append(rule)
+        for type_name, (visit_name, leave_name) in ruleset.handlers_of(rule_cls).items():
+            cls = node_class(type_name)
+            if cls is None:
+                continue
+            if visit_name:
+                bound = getattr(rule, visit_name)
+                owner[id(bound.__func__)] = rule_cls
+                visit.setdefault(cls, []).append(bound)
+            if leave_name:
+                bound = getattr(rule, leave_name)
+                owner[id(bound.__func__)] = rule_cls
+                leave.setdefault(cls, []).append(bound)
+    for cls, handler in ctx_leave.items():
+        leave.setdefault(cls, []).append(handler)
+
+    failed: Dict[Type[Rule], BaseException] = {}
+
+    def on_error(handler: Callable[[Any], Any], exc: BaseException) -> None:
+        func = getattr(handler, "__func__", None)
+        rule_cls = owner.get(id(func)) if func is not None else None
+        if rule_cls is None:
+            raise exc  # the Context itself failed: an internal error of the engine
+        if rule_cls not in failed:
+            failed[rule_cls] = exc
+            # stop dispatching to the broken rule for the rest of this file
+            for table in (visit, leave):
+                for key, handlers in table.items():
+                    table[key] = [h for h in handlers if owner.get(id(getattr(h, "__func__", None))) is not rule_cls]
+
+    walk(module, visit, leave, ctx.stack, on_error)
+
+    findings: List[Finding] = []
+    failed_codes = {r.code for r in failed}
+    for finding in sink:
+        if finding.code in failed_codes:
+            continue
+        pos = ctx.position(finding.node)
+        if pos is None:
+            pos = (1, 0, 1, 0)
+        line, col, end_line, end_col = pos
+        finding.path = path
+        finding.line, finding.col = line, col + 1
+        finding.end_line, finding.end_col = end_line, end_col + 1
+        if finding.fix is not None:
+            finding.fix_message = finding.fix.message
+            finding.fix_applicability = finding.fix.applicability.value
+            finding.edits = _edits(module, ctx, finding)
+        findings.append(finding)
+    for rule_cls, exc in failed.items():
+        findings.append(
+            Finding(
+                code=rule_cls.code,
+                name=rule_cls.name,
+                message=f"internal error in rule {rule_cls.code} ({rule_cls.name}): "
+                f"{type(exc).__name__}: {exc}; please report it",
+                path=path,
+                line=1,
+                col=1,
+                end_line=1,
+                end_col=1,
+            )
+        )
+    return LintResult(findings=findings, module=module, context=ctx)
+
+
+def _edits(module: Any, ctx: Any, finding: Finding) -> List[Dict[str, Any]]:
+    edits = []
+    assert finding.fix is not None
+    for old, new in finding.fix.replacements:
+        pos = ctx.position(old)
+        if pos is None:
+            continue
+        edits.append(
+            {
+                "content": module.code_for_node(new),
+                "location": {"row": pos[0], "column": pos[1] + 1},
+                "end_location": {"row": pos[2], "column": pos[3] + 1},
+            }
+        )
+    return edits
+
+
+def lint_text(
+    text: str,
+    path: str,
+    ruleset: RuleSet,
+    target_versions: Optional[Dict[str, str]] = None,
+    enabled: Optional[Set[str]] = None,
+) -> LintResult:
+    """Lint source text: prefilter by triggers, parse, walk.  A syntax error is one DL001 finding."""
+    rules = [r for r in ruleset.active_for(text) if enabled is None or r.code in enabled]
+    if not rules:
+        return LintResult()
+    try:
+        module = parse(text)
+    except DecodeError as exc:
+        finding = parse_error_finding(str(exc), exc.line, exc.col)
+        finding.path = path
+        return LintResult(findings=[finding])
+    return lint_module(module, text, path, rules, ruleset, target_versions)
+
+
+def filter_noqa(findings: List[Finding], text: str) -> List[Finding]:
+    """Drop findings suppressed by ``# noqa`` comments or a file-level ``# dllint: noqa``."""
+    if "noqa" not in text and "NOQA" not in text.upper():
+        return findings
+    index = NoqaIndex(text)
+    return [f for f in findings if not index.suppresses(f.code, f.line, f.end_line, f.node)]

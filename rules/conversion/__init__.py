@@ -1,0 +1,1 @@
+"""DL3xx: ONNX / TorchScript / TFLite export pitfalls."""

@@ -1,0 +1,1 @@
+"""DL5xx: reusing pretrained NLP models (transformers)."""

@@ -1,0 +1,1 @@
+"""DL1xx: numerical bugs that turn into NaN/INF."""

@@ -1,0 +1,1 @@
+"""DL2xx: quantization and pruning misuse."""

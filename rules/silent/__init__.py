@@ -1,0 +1,1 @@
+"""DL4xx: framework behaviour that gives wrong results without an error."""

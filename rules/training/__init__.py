@@ -1,0 +1,1 @@
+"""DL6xx: training-loop and I/O hygiene."""
