@@ -42,7 +42,9 @@ def decode(raw: bytes) -> Source:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
     except SyntaxError as exc:
-        raise DecodeError(f"cannot determine the file's encoding: {exc.msg}") from None
+        if "unknown encoding" in str(exc) or "encoding problem" in str(exc):
+            raise DecodeError(f"cannot decode the file: {exc}") from None
+        encoding = "utf-8"  # not UTF-8 and no coding line: the decode below says where
     codec = "utf-8-sig" if bom else encoding
     try:
         text = raw.decode(codec)
@@ -50,7 +52,7 @@ def decode(raw: bytes) -> Source:
         start = getattr(exc, "start", 0) or 0
         line = raw[:start].count(b"\n") + 1
         col = start - (raw.rfind(b"\n", 0, start) + 1) + 1
-        raise DecodeError(f"cannot decode the file as {encoding}: {exc}", line, col) from None
+        raise DecodeError(f"cannot decode the file as {encoding} (add a PEP 263 coding line or convert it): {getattr(exc, "reason", exc)} at byte {start}", line, col) from None
     if encoding in ("utf-8-sig",):
         encoding = "utf-8"
     return Source(text=text, encoding=encoding, bom=bom)
@@ -111,6 +113,19 @@ def parse(text: str) -> Any:
         raise DecodeError("the file is nested too deeply to parse") from None
     except Exception as exc:  # libcst raises a few other errors on odd input
         raise DecodeError(f"cannot parse the file: {type(exc).__name__}: {exc}") from None
+
+
+def syntax_error(text: str) -> Optional[Finding]:
+    """A DL001 finding when ``text`` is not valid Python, else None (without libcst)."""
+    import ast
+
+    try:
+        compile(text, "<file>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    except SyntaxError as exc:
+        return parse_error_finding(f"syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 1)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return parse_error_finding(f"cannot parse the file: {exc}")
+    return None
 
 
 def lint_module(
@@ -236,6 +251,12 @@ def lint_text(
     """Lint source text: prefilter by triggers, parse, walk.  A syntax error is one DL001 finding."""
     rules = [r for r in ruleset.active_for(text) if enabled is None or r.code in enabled]
     if not rules:
+        # No rule needs the tree; still tell the user when the file is not valid Python
+        # (the standard library's parser is several times cheaper than libcst's).
+        error = syntax_error(text)
+        if error is not None:
+            error.path = path
+            return LintResult(findings=[error])
         return LintResult()
     try:
         module = parse(text)

@@ -222,31 +222,36 @@ def _check_notebook(raw: bytes, path: str, display: str, enabled: FrozenSet[str]
         result.findings.append(_located(parse_error_finding(f"cannot read the notebook: {exc}"), display))
         return
     text, findings, fixed, notes = lint_and_fix(notebook.source, display, enabled, settings)
-    for finding in findings:
-        cell, row = notebook.locate(finding.line)
-        end_cell, end_row = notebook.locate(finding.end_line) if finding.end_line else (cell, row)
-        if finding.edits:
-            for edit in finding.edits:
-                for loc in ("location", "end_location"):
-                    edit[loc]["row"] = notebook.locate(edit[loc]["row"])[1]
-        finding.cell, finding.line = cell, row
-        finding.end_line = end_row if end_cell == cell else row
-    result.findings = findings
     result.notes.extend(notes)
     result.fixed = fixed
+    located = notebook
     if text != notebook.source:
         try:
             new_raw = notebook.write_back(text)
+            located = Notebook.parse(new_raw)  # rows of what is left refer to the fixed cells
         except NotebookError as exc:
             result.notes.append(f"{display}: fixes not written: {exc}")
-            return
-        result.changed = True
-        if settings.mode == "diff":
-            result.diff = unified_diff(raw.decode("utf-8", "replace"), new_raw.decode("utf-8", "replace"), display)
-        elif settings.mode == "fix" and path != "-":
-            from dllint.fixes import write_atomic
+            text, findings, _, _ = lint_and_fix(notebook.source, display, enabled, Settings(
+                target_versions=settings.target_versions))
+            result.fixed = 0
+        else:
+            result.changed = True
+            if settings.mode == "diff":
+                result.diff = unified_diff(raw.decode("utf-8", "replace"), new_raw.decode("utf-8", "replace"), display)
+            elif settings.mode == "fix" and path != "-":
+                from dllint.fixes import write_atomic
 
-            write_atomic(path, new_raw)
+                write_atomic(path, new_raw)
+    for finding in findings:
+        cell, row = located.locate(finding.line)
+        end_cell, end_row = located.locate(finding.end_line) if finding.end_line else (cell, row)
+        if finding.edits:
+            for edit in finding.edits:
+                for loc in ("location", "end_location"):
+                    edit[loc]["row"] = located.locate(edit[loc]["row"])[1]
+        finding.cell, finding.line = cell, row
+        finding.end_line = end_row if end_cell == cell else row
+    result.findings = findings
 
 
 def lint_and_fix(

@@ -84,7 +84,6 @@ def make_console(out: TextIO, color: bool) -> Console:
         markup=False,
         emoji=False,
         legacy_windows=False,
-        _environ={},
     )
 
 
