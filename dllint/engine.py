@@ -52,7 +52,7 @@ def decode(raw: bytes) -> Source:
         start = getattr(exc, "start", 0) or 0
         line = raw[:start].count(b"\n") + 1
         col = start - (raw.rfind(b"\n", 0, start) + 1) + 1
-        raise DecodeError(f"cannot decode the file as {encoding} (add a PEP 263 coding line or convert it): {getattr(exc, "reason", exc)} at byte {start}", line, col) from None
+        raise DecodeError(f"cannot decode the file as {encoding} (add a PEP 263 coding line or convert it): {getattr(exc, 'reason', exc)} at byte {start}", line, col) from None
     if encoding in ("utf-8-sig",):
         encoding = "utf-8"
     return Source(text=text, encoding=encoding, bom=bom)

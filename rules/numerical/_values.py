@@ -71,7 +71,8 @@ def softmax_kind(ctx: Any, node: Any) -> Optional[str]:
         return "function"
     if isinstance(node.func, cst.Call) and ctx.qualname(node.func.func) in SOFTMAX_LAYERS:
         return "layer"
-    if name is None and is_method_call(node, "softmax") and ctx.imports("torch"):
+    positional = [a for a in node.args if a.keyword is None]
+    if name is None and is_method_call(node, "softmax") and ctx.imports("torch") and len(positional) <= 1:
         # ``x.softmax(dim)``: a tensor method in PyTorch (a bare ``softmax`` module attribute
         # that resolved through an import was handled above)
         if not isinstance(node.func.value, cst.Name) or ctx.qualname(node.func.value) is None:
