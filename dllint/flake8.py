@@ -44,12 +44,17 @@ class Plugin:
             return handle.read()
 
     def run(self) -> Generator[Tuple[int, int, str, type], None, None]:
-        from dllint.engine import filter_noqa, lint_text
+        from dllint.engine import lint_text
         from dllint.runner import _ruleset
+        from dllint.suppress import file_noqa
 
         enabled, versions = _settings(os.getcwd())
         text = self._text()
         result = lint_text(text, self.filename, _ruleset(), dict(versions), enabled)
-        findings = filter_noqa(result.findings, text)
+        # flake8 applies line ``# noqa`` itself (and honours --disable-noqa); the file-level
+        # form is dllint's own.
+        skip = file_noqa(text)
+        findings = [f for f in result.findings if skip is None or not any(
+            s == "*" or f.code.startswith(s) for s in skip)]
         for finding in sorted(findings, key=lambda f: (f.line, f.col, f.code)):
             yield finding.line, finding.col - 1, f"{finding.code} {finding.message}", type(self)

@@ -4,16 +4,18 @@
   those codes or code prefixes (commas and/or spaces between them; the colon is required).
 * A comment line ``# dllint: noqa`` anywhere skips the whole file; ``# dllint: noqa: DL5``
   skips those codes in the whole file.
-* A finding is matched on its start line; for a finding on a multi-line string, on the line
-  where the string ends.
+* A finding is matched on its start line.  As in flake8, lines joined by a backslash or by a
+  multi-line string form one group: a ``# noqa`` on any line of the group covers all of it.
+  The comment and code syntax follow flake8's exactly (``# noqa`` with one space, codes
+  compared case-sensitively), so the CLI and the flake8 plugin suppress the same findings.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, FrozenSet, Optional
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
-_LINE_NOQA = re.compile(r"#\s*noqa(?::[\s]*(?P<codes>[A-Za-z]+[0-9]*(?:[\s,]+[A-Za-z]+[0-9]*)*))?", re.IGNORECASE)
+_LINE_NOQA = re.compile(r"# noqa(?::[\s]?(?P<codes>(?:[A-Z]+[0-9]+(?:[,\s]+)?)+))?", re.IGNORECASE)
 _FILE_NOQA = re.compile(
     r"^\s*#\s*dllint:\s*noqa(?::\s*(?P<codes>[A-Za-z]+[0-9]*(?:[\s,]+[A-Za-z]+[0-9]*)*))?\s*$",
     re.IGNORECASE | re.MULTILINE,
@@ -52,28 +54,45 @@ class NoqaIndex:
         self.lines: Dict[int, FrozenSet[str]] = {}
         if "noqa" not in text.lower():
             return
-        for number, line in enumerate(text.splitlines(), start=1):
-            if "#" not in line:
+        physical = text.splitlines()
+        for first, last in _line_groups(text, len(physical)):
+            joined = "\n".join(physical[first - 1 : last])
+            if "noqa" not in joined.lower():
                 continue
-            lowered = line.lower()
-            if "noqa" not in lowered or "dllint:" in lowered.split("#", 1)[1][:12]:
+            match = _LINE_NOQA.search(joined)
+            if match is None:
                 continue
-            match = _LINE_NOQA.search(line)
-            if match:
-                self.lines[number] = _codes(match.group("codes"))
+            raw = match.group("codes")
+            codes = ALL if not raw else frozenset(c for c in re.split(r"[\s,]+", raw.strip()) if c)
+            for number in range(first, last + 1):
+                self.lines[number] = codes
 
     def suppresses(self, code: str, line: int, end_line: int = 0, node: Any = None) -> bool:
         if self.file_codes is not None and _matches(code, self.file_codes):
             return True
         codes = self.lines.get(line)
-        if codes is not None and _matches(code, codes):
-            return True
-        if end_line and end_line != line and _is_string(node):
-            codes = self.lines.get(end_line)
-            if codes is not None and _matches(code, codes):
-                return True
-        return False
+        return codes is not None and _matches(code, codes)
 
 
-def _is_string(node: Any) -> bool:
-    return type(node).__name__ in ("SimpleString", "ConcatenatedString", "FormattedString")
+def _line_groups(text: str, count: int) -> List[Tuple[int, int]]:
+    """(first, last) physical line ranges that end at a NEWLINE or NL token: a statement
+    continued by a backslash, or holding a multi-line string, is one range."""
+    import io
+    import tokenize
+
+    groups: List[Tuple[int, int]] = []
+    low, high = count + 2, -1
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type in (tokenize.ENDMARKER, tokenize.DEDENT):
+                continue
+            low = min(low, token.start[0])
+            high = max(high, token.end[0])
+            if token.type in (tokenize.NL, tokenize.NEWLINE):
+                groups.append((low, high))
+                low, high = count + 2, -1
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        pass
+    covered = {n for first, last in groups for n in range(first, last + 1)}
+    groups.extend((n, n) for n in range(1, count + 1) if n not in covered)
+    return groups

@@ -255,11 +255,21 @@ def test_same_lines_on_bundled_examples(tmp_path: Path) -> None:
     assert lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known divergence: flake8 reads a noqa anywhere on a backslash-continued line; "
-    "dllint only on the finding's own physical line",
+@pytest.mark.parametrize(
+    "text",
+    [
+        "h = torch.log(F.softmax(x, dim=-1)) + \\\n    1  # noqa\n",
+        'k = torch.log(F.softmax(x, dim=-1)) + len("""\n""")  # noqa\n',
+    ],
+    ids=["backslash", "multi-line-string"],
 )
-def test_noqa_on_a_backslash_continuation(tmp_path: Path) -> None:
-    text = "import torch\nimport torch.nn.functional as F\n\nh = torch.log(F.softmax(x, dim=-1)) + \\\n    1  # noqa\n"
-    _both(tmp_path, _write(tmp_path, {"a.py": text}))
+def test_noqa_on_a_joined_line(tmp_path: Path, text: str) -> None:
+    header = "import torch\nimport torch.nn.functional as F\n\n"
+    _both(tmp_path, _write(tmp_path, {"a.py": header + text}))
+
+
+def test_flake8_disable_noqa_shows_suppressed_findings(tmp_path: Path) -> None:
+    _write(tmp_path, {"a.py": FINDINGS})
+    proc = _run(["flake8", "--isolated", "--select", "DL", "--disable-noqa", "a.py"], tmp_path)
+    rows = {int(line.split(":")[1]) for line in _lines(proc.stdout)}
+    assert {5, 6, 9, 11} <= rows  # bare noqa, noqa: DL101, noqa:DL1, NOQA: DL101
