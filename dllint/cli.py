@@ -205,7 +205,9 @@ def _main(argv: List[str]) -> int:
     target_stream = sys.stdout
     if fmt is None:
         fmt = "full" if (args.output_file is None and _use_color(target_stream)) else "concise"
-    sources: Dict[str, str] = {r.path: r.source for r in results if r.source is not None}
+    sources: Dict[str, str] = {}
+    if fmt in ("full", "sarif"):
+        sources = _sources(results)
 
     from dllint.report import render
 
@@ -234,6 +236,27 @@ def _write(output_file: Optional[str], emit) -> None:  # type: ignore[no-untyped
             emit(out)
     except OSError as exc:
         raise ConfigError(f"--output-file: cannot write {output_file}: {exc.strerror or exc}") from None
+
+
+def _sources(results) -> Dict[str, str]:  # type: ignore[no-untyped-def]
+    """Text of every file with findings (code frames, fingerprints); cached results carry none,
+    so those files are read again here."""
+    from dllint.engine import DecodeError, decode
+
+    out: Dict[str, str] = {}
+    for result in results:
+        if not result.findings:
+            continue
+        if result.source is not None:
+            out[result.path] = result.source
+            continue
+        try:
+            with open(result.path, "rb") as handle:
+                raw = handle.read()
+            out[result.path] = raw.decode("utf-8", "replace") if result.path.endswith(".ipynb") else decode(raw).text
+        except (OSError, DecodeError):
+            continue
+    return out
 
 
 def _statistics(findings, by_code, out: TextIO) -> None:  # type: ignore[no-untyped-def]

@@ -196,9 +196,10 @@ def _check_python(raw: bytes, path: str, display: str, enabled: FrozenSet[str], 
     except DecodeError as exc:
         result.findings.append(_located(parse_error_finding(str(exc), exc.line, exc.col), display))
         return
-    result.source = source.text
     text, findings, fixed, notes = lint_and_fix(source.text, display, enabled, settings)
     result.findings = findings
+    if findings:
+        result.source = text  # for code frames; the rows of what is left refer to this text
     result.notes.extend(notes)
     result.fixed = fixed
     if text != source.text:
@@ -242,6 +243,8 @@ def _check_notebook(raw: bytes, path: str, display: str, enabled: FrozenSet[str]
                 from dllint.fixes import write_atomic
 
                 write_atomic(path, new_raw)
+    if findings:
+        result.source = (new_raw if located is not notebook else raw).decode("utf-8", "replace")
     for finding in findings:
         cell, row = located.locate(finding.line)
         end_cell, end_row = located.locate(finding.end_line) if finding.end_line else (cell, row)
