@@ -95,8 +95,8 @@ class Context:
         self.target_versions = dict(target_versions or {})
         self.frameworks: Set[str] = set()
         self.imported_modules: Set[str] = set()
-        #: Ancestors of the node being visited, outermost first (the node itself is last while
-        #: its own visit handlers run, since the engine appends it after the Context's visit).
+        #: Ancestors of the node being visited or left, outermost first; the node itself is not
+        #: on it while its own visit and leave handlers run (it is while its children are walked).
         self.stack: List[cst.CSTNode] = []
         self.scopes: List[Scope] = [Scope("module", module)]
         self._positions: Optional[Dict[int, Tuple[int, int, int, int]]] = None
@@ -365,9 +365,8 @@ class Context:
         return any(a.star for a in call.args)
 
     def parent(self, levels: int = 1) -> Optional[cst.CSTNode]:
-        """The ancestor ``levels`` above the node currently visited."""
-        index = len(self.stack) - 1 - levels
-        return self.stack[index] if index >= 0 else None
+        """The ancestor ``levels`` above the node whose handler is running (1: its parent)."""
+        return self.stack[-levels] if 0 < levels <= len(self.stack) else None
 
     def reference_to(self, qualified: str) -> Optional[str]:
         """Source text that refers to ``qualified`` with this file's imports (``F.log_softmax``

@@ -185,3 +185,23 @@ def test_local_rebinding_shadows_imports():
     ruleset = RuleSet(all_rules())
     result = lint_text(text, "a.py", ruleset, {}, frozenset({"DL101"}))
     assert result.findings == []
+
+
+def test_parent_is_the_direct_parent_in_visit_and_leave():
+    module = cst.parse_module("y = f(g(x))\n")
+    ctx = Context(module, module.code)
+    seen = []
+
+    def visit_call(node):
+        seen.append(("visit", module.code_for_node(node), type(ctx.parent()).__name__))
+
+    def leave_call(node):
+        seen.append(("leave", module.code_for_node(node), type(ctx.parent()).__name__))
+
+    walk(module, {cst.Call: [visit_call]}, {cst.Call: [leave_call]}, ctx.stack, lambda h, e: (_ for _ in ()).throw(e))
+    assert seen == [
+        ("visit", "f(g(x))", "Assign"),
+        ("visit", "g(x)", "Arg"),
+        ("leave", "g(x)", "Arg"),
+        ("leave", "f(g(x))", "Assign"),
+    ]
