@@ -52,12 +52,18 @@ class Binding:
 
 
 class Scope:
-    __slots__ = ("kind", "node", "bindings")
+    __slots__ = ("kind", "node", "bindings", "returns", "guards", "attributes")
 
     def __init__(self, kind: str, node: Any) -> None:
         self.kind = kind  # "module", "class", "function", "lambda"
         self.node = node
         self.bindings: Dict[str, List[Binding]] = {}
+        #: functions: the values of its own ``return`` statements
+        self.returns: List[Any] = []
+        #: dotted names an ``assert`` or an early-exit ``if`` has checked so far
+        self.guards: Set[str] = set()
+        #: classes: ``self.<name>`` assignments made in its methods
+        self.attributes: Dict[str, List[Any]] = {}
 
     def bind(self, name: str, binding: Binding) -> None:
         self.bindings.setdefault(name, []).append(binding)
@@ -73,6 +79,29 @@ def dotted_name(node: Any) -> Optional[str]:
         parts.append(node.value)
         return ".".join(reversed(parts))
     return None
+
+
+def names_in(node: Any) -> Set[str]:
+    """Dotted names (``d``, ``self.count``) mentioned anywhere in an expression."""
+    found: Set[str] = set()
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        name = dotted_name(current)
+        if name is not None:
+            found.add(name)
+            if isinstance(current, cst.Name):
+                continue
+        if isinstance(current, cst.CSTNode):
+            todo.extend(current.children)
+    return found
+
+
+def _exits(statement: Any) -> bool:
+    """Whether a statement always leaves the block (return, raise, continue, break)."""
+    if isinstance(statement, cst.SimpleStatementLine):
+        return any(isinstance(s, (cst.Return, cst.Raise, cst.Continue, cst.Break)) for s in statement.body)
+    return False
 
 
 def _module_name(node: Any) -> str:
@@ -100,6 +129,8 @@ class Context:
         self.stack: List[cst.CSTNode] = []
         self.scopes: List[Scope] = [Scope("module", module)]
         self._positions: Optional[Dict[int, Tuple[int, int, int, int]]] = None
+        #: id(FunctionDef) -> the values its return statements return (after it was walked)
+        self.function_returns: Dict[int, List[Any]] = {}
         self._astroid: Any = None
         self._astroid_failed = False
         self._prescan_imports(module.body)
@@ -226,7 +257,31 @@ class Context:
         self.scopes.append(scope)
 
     def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.scopes.pop()
+        scope = self.scopes.pop()
+        self.function_returns[id(node)] = scope.returns
+
+    def visit_Return(self, node: cst.Return) -> None:
+        for scope in reversed(self.scopes):
+            if scope.kind == "function":
+                scope.returns.append(node.value)
+                return
+            if scope.kind == "lambda":
+                return
+
+    def visit_Assert(self, node: cst.Assert) -> None:
+        self._guard_scope().guards.update(names_in(node.test))
+
+    def leave_If(self, node: cst.If) -> None:
+        # ``if d == 0: return / raise / continue / break`` guards the rest of the block
+        body = node.body.body
+        if node.orelse is None and body and _exits(body[-1]):
+            self._guard_scope().guards.update(names_in(node.test))
+
+    def _guard_scope(self) -> "Scope":
+        for scope in reversed(self.scopes):
+            if scope.kind in ("function", "module"):
+                return scope
+        return self.scopes[0]
 
     def visit_Lambda(self, node: cst.Lambda) -> None:
         scope = Scope("lambda", node)
@@ -256,6 +311,31 @@ class Context:
     def leave_Assign(self, node: cst.Assign) -> None:
         for target in node.targets:
             self._bind_target(target.target, node.value)
+            if isinstance(target.target, cst.Attribute):
+                self._bind_attribute(target.target, node.value)
+            elif isinstance(target.target, (cst.Tuple, cst.List)):
+                for element in target.target.elements:
+                    if isinstance(element.value, cst.Attribute):
+                        self._bind_attribute(element.value, None)
+
+    def _self_class(self, receiver: Any) -> Optional[Scope]:
+        """The class scope whose instance ``receiver`` (the method's first parameter) is."""
+        if not isinstance(receiver, cst.Name):
+            return None
+        for i in range(len(self.scopes) - 1, 0, -1):
+            scope = self.scopes[i]
+            if scope.kind == "function":
+                owner = self.scopes[i - 1]
+                params = scope.node.params.params
+                if owner.kind == "class" and params and params[0].name.value == receiver.value:
+                    return owner
+                return None
+        return None
+
+    def _bind_attribute(self, target: cst.Attribute, value: Any) -> None:
+        owner = self._self_class(target.value)
+        if owner is not None:
+            owner.attributes.setdefault(target.attr.value, []).append(value)
 
     def leave_AnnAssign(self, node: cst.AnnAssign) -> None:
         if node.value is not None:
@@ -263,6 +343,8 @@ class Context:
 
     def leave_AugAssign(self, node: cst.AugAssign) -> None:
         self._bind_target(node.target, None, "other")
+        if isinstance(node.target, cst.Attribute):
+            self._bind_attribute(node.target, None)
 
     def leave_NamedExpr(self, node: cst.NamedExpr) -> None:
         self._bind_target(node.target, node.value)
@@ -321,9 +403,17 @@ class Context:
         return None
 
     def assigned_value(self, node: Any) -> Optional[Any]:
-        """The value expression of the single reaching assignment of a Name, or None when the
-        name has several assignments so far, comes from a parameter, a loop, an import...
-        For ``a, b = f(x)`` the value of ``b`` is unknown (None)."""
+        """The value expression of the single reaching assignment of a Name (or of ``self.x``
+        inside a method: the single ``self.x = ...`` of the class), else None: several
+        assignments so far, a parameter, a loop variable, an import...  Unpacking a tuple
+        literal (``a, b = f(x), g(x)``) gives the matching element; unpacking anything else
+        gives None."""
+        if isinstance(node, cst.Attribute):
+            owner = self._self_class(node.value)
+            if owner is None:
+                return None
+            values = owner.attributes.get(node.attr.value)
+            return values[0] if values and len(values) == 1 else None
         if not isinstance(node, cst.Name):
             return None
         bindings = self.lookup(node.value)
@@ -332,17 +422,97 @@ class Context:
         binding = bindings[0]
         if binding.kind == "assign":
             return binding.value
+        if binding.kind == "unpack" and isinstance(binding.value, (cst.Tuple, cst.List)):
+            elements = binding.value.elements
+            if binding.index is not None and binding.index < len(elements) and not any(
+                isinstance(e, cst.StarredElement) for e in elements
+            ):
+                return elements[binding.index].value
+        return None
+
+    def returned_value(self, call: Any) -> Optional[Any]:
+        """For a call of a function defined (and already walked) in this file with exactly one
+        ``return <value>``, that value: ``def predict(x): return F.softmax(...)``.  Methods
+        are found through ``self.method(...)``."""
+        if not isinstance(call, cst.Call):
+            return None
+        func = call.func
+        definition = None
+        if isinstance(func, cst.Name):
+            bindings = self.lookup(func.value)
+            if bindings and len(bindings) == 1 and isinstance(bindings[0].value, cst.FunctionDef):
+                definition = bindings[0].value
+        elif isinstance(func, cst.Attribute):
+            owner = self._self_class(func.value)
+            if owner is not None:
+                bindings = owner.bindings.get(func.attr.value)
+                if bindings and len(bindings) == 1 and isinstance(bindings[0].value, cst.FunctionDef):
+                    definition = bindings[0].value
+        if definition is None:
+            return None
+        returns = self.function_returns.get(id(definition))
+        if returns and len(returns) == 1 and returns[0] is not None:
+            return returns[0]
         return None
 
     def resolve(self, node: Any, depth: int = 3) -> Any:
-        """Follow a name through single reaching assignments (up to ``depth`` steps) to the
-        expression that produced its value; returns the node itself when it cannot."""
+        """Follow a value back through single reaching assignments, ``self.x`` attributes and
+        one level of a helper's return (up to ``depth`` steps) to the expression that produced
+        it; returns the node itself when it cannot."""
+        helper_used = False
         for _ in range(depth):
             value = self.assigned_value(node)
+            if value is None and not helper_used:
+                value = self.returned_value(node)
+                helper_used = value is not None
             if value is None:
                 return node
             node = value
         return node
+
+    def is_guarded(self, node: Any) -> bool:
+        """Whether a check on ``node`` (a name or ``self.x`` chain) protects this point: an
+        enclosing ``if`` / conditional expression / ``while`` / ``and`` whose test mentions
+        it, or an earlier ``assert`` or early-exit ``if`` in the same function."""
+        name = dotted_name(node)
+        if name is None:
+            return False
+        if name in self._guard_scope().guards:
+            return True
+        for ancestor in self.stack:
+            test = None
+            if isinstance(ancestor, (cst.If, cst.While, cst.IfExp)):
+                test = ancestor.test
+            elif isinstance(ancestor, cst.BooleanOperation):
+                test = ancestor.left
+            if test is not None and name in names_in(test):
+                return True
+        return False
+
+    def in_no_grad(self) -> bool:
+        """Inside ``with torch.no_grad()`` / ``inference_mode()`` / ``set_grad_enabled(False)``,
+        or a function decorated with ``@torch.no_grad()`` / ``@torch.inference_mode()``."""
+        for ancestor in self.stack:
+            if isinstance(ancestor, cst.With):
+                for item in ancestor.items:
+                    if self._no_grad_call(item.item):
+                        return True
+            elif isinstance(ancestor, cst.FunctionDef):
+                for decorator in ancestor.decorators:
+                    if self._no_grad_call(decorator.decorator):
+                        return True
+        return False
+
+    def _no_grad_call(self, node: Any) -> bool:
+        func = node.func if isinstance(node, cst.Call) else node
+        name = self.qualname(func)
+        if name in ("torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
+                    "torch.autograd.grad_mode.no_grad", "torch.autograd.grad_mode.inference_mode"):
+            return True
+        if name in ("torch.set_grad_enabled", "torch.autograd.set_grad_enabled") and isinstance(node, cst.Call):
+            arg = self.argument(node, 0, "mode")
+            return isinstance(arg, cst.Name) and arg.value == "False"
+        return False
 
     def keyword(self, call: cst.Call, name: str) -> Optional[cst.Arg]:
         for arg in call.args:

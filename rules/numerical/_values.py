@@ -78,3 +78,186 @@ def softmax_kind(ctx: Any, node: Any) -> Optional[str]:
         if not isinstance(node.func.value, cst.Name) or ctx.qualname(node.func.value) is None:
             return "method"
     return None
+
+
+# ---------------------------------------------------------------------- producers
+
+SIGMOID_FUNCTIONS = frozenset(
+    {
+        "torch.sigmoid",
+        "torch.nn.functional.sigmoid",
+        "torch.special.expit",
+        "tensorflow.sigmoid",
+        "tensorflow.nn.sigmoid",
+        "tensorflow.math.sigmoid",
+        "tensorflow.compat.v1.sigmoid",
+        "tensorflow.compat.v1.nn.sigmoid",
+        "tensorflow.keras.activations.sigmoid",
+        "keras.activations.sigmoid",
+        "keras.ops.sigmoid",
+        "scipy.special.expit",
+        "jax.nn.sigmoid",
+    }
+)
+SIGMOID_LAYERS = frozenset({"torch.nn.Sigmoid", "tensorflow.keras.layers.Activation"})
+
+EXP_FUNCTIONS = frozenset(
+    {"torch.exp", "torch.special.exp", "tensorflow.exp", "tensorflow.math.exp", "tensorflow.compat.v1.exp",
+     "numpy.exp", "jax.numpy.exp", "keras.ops.exp", "tensorflow.keras.backend.exp", "keras.backend.exp"}
+)
+SOFTPLUS_FUNCTIONS = frozenset(
+    {"torch.nn.functional.softplus", "tensorflow.nn.softplus", "tensorflow.math.softplus", "keras.ops.softplus",
+     "keras.activations.softplus", "tensorflow.keras.activations.softplus", "jax.nn.softplus"}
+)
+#: clamp-like calls: name -> (positional index, keyword) of the lower bound
+CLAMP_FUNCTIONS = {
+    "torch.clamp": (1, "min"),
+    "torch.clip": (1, "min"),
+    "torch.clamp_min": (1, "min"),
+    "torch.maximum": (1, "other"),
+    "torch.max": (1, "other"),
+    "tensorflow.clip_by_value": (1, "clip_value_min"),
+    "tensorflow.maximum": (1, "y"),
+    "tensorflow.math.maximum": (1, "y"),
+    "tensorflow.keras.backend.clip": (1, "min_value"),
+    "keras.backend.clip": (1, "min_value"),
+    "keras.ops.clip": (1, "x_min"),
+    "keras.ops.maximum": (1, "x2"),
+    "numpy.clip": (1, "a_min"),
+    "numpy.maximum": (1, None),
+    "jax.numpy.clip": (1, "min"),
+    "jax.numpy.maximum": (1, None),
+}
+#: clamp-like tensor methods: name -> (positional index, keyword) of the lower bound
+CLAMP_METHODS = {"clamp": (0, "min"), "clip": (0, "min"), "clamp_min": (0, "min"), "clamp_": (0, "min"),
+                 "clamp_min_": (0, "min")}
+
+REDUCTION_METHODS = frozenset({"sum", "mean", "prod"})
+REDUCTION_FUNCTIONS = frozenset(
+    {"torch.sum", "torch.mean", "tensorflow.reduce_sum", "tensorflow.reduce_mean", "tensorflow.math.reduce_sum",
+     "tensorflow.math.reduce_mean", "numpy.sum", "numpy.mean", "keras.ops.sum", "keras.ops.mean",
+     "tensorflow.compat.v1.reduce_sum", "tensorflow.compat.v1.reduce_mean", "tensorflow.keras.backend.sum",
+     "keras.backend.sum", "tensorflow.keras.backend.mean", "keras.backend.mean"}
+)
+
+# Literals and names that read as a small positive constant (eps).
+_EPS_NAME = ("eps", "epsilon", "tiny", "smooth", "delta", "min_value", "minimum")
+
+
+def numeric_value(node: Any) -> Optional[float]:
+    """The value of a numeric literal (``1e-8``, ``-3``, ``(0.5)``), else None."""
+    sign = 1.0
+    while isinstance(node, cst.UnaryOperation) and isinstance(node.operator, (cst.Minus, cst.Plus)):
+        if isinstance(node.operator, cst.Minus):
+            sign = -sign
+        node = node.expression
+    if isinstance(node, (cst.Integer, cst.Float)):
+        try:
+            return sign * float(node.evaluated_value)
+        except (ValueError, OverflowError):
+            return None
+    return None
+
+
+def is_eps_name(node: Any) -> bool:
+    """A name or attribute that reads as a small positive constant: ``eps``, ``self.epsilon``,
+    ``EPS``, ``args.eps``, ``torch.finfo(x.dtype).eps``, ``np.finfo(float).tiny``."""
+    name = node.attr.value if isinstance(node, cst.Attribute) else node.value if isinstance(node, cst.Name) else None
+    if name is None:
+        return False
+    lowered = name.lower()
+    return any(part in lowered for part in _EPS_NAME)
+
+
+def positive_constant(ctx: Any, node: Any, fp16: bool = False) -> bool:
+    """A positive literal, an eps-like name, or a name bound once to a positive literal.  Under
+    float16 a literal below 1e-7 rounds to 0 and does not count."""
+    value = numeric_value(node)
+    if value is None and isinstance(node, cst.Name):
+        value = numeric_value(ctx.assigned_value(node))
+    if value is not None:
+        return value > 0 and not (fp16 and value < 1e-7)
+    return is_eps_name(node)
+
+
+def method_name(node: Any) -> Optional[str]:
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        return node.func.attr.value
+    return None
+
+
+def uses_float16(ctx: Any) -> bool:
+    """Whether the file computes in float16 (``.half()``, ``torch.float16``, ``tf.float16``)."""
+    text = ctx.source
+    return ".half()" in text or "float16" in text
+
+
+def is_safe_argument(ctx: Any, node: Any, depth: int = 3) -> bool:
+    """The catalogue's safe-argument predicate: the value is provably kept away from zero.
+
+    (i) a positive literal; (ii) ``x + c`` / ``c + x`` with ``c`` a positive literal or an eps
+    name; (iii) a clamp / clip / maximum with a positive lower bound; (iv) exp, softplus,
+    ``abs(x) + c``, sigmoid/softmax are left to their own rules; (v) a name whose single
+    reaching assignment is one of these.  In float16 code an eps below 1e-7 is no guard."""
+    fp16 = uses_float16(ctx)
+    for _ in range(depth + 1):
+        while isinstance(node, cst.BaseExpression) and node.lpar and not isinstance(node, cst.Tuple):
+            node = node.with_changes(lpar=(), rpar=())
+        value = numeric_value(node)
+        if value is not None:
+            return value > 0
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add):
+            if positive_constant(ctx, node.right, fp16) or positive_constant(ctx, node.left, fp16):
+                return True
+            return False
+        if isinstance(node, cst.Call):
+            name = ctx.qualname(node.func)
+            if name in EXP_FUNCTIONS or name in SOFTPLUS_FUNCTIONS:
+                return True
+            bound = None
+            if name in CLAMP_FUNCTIONS:
+                index, keyword = CLAMP_FUNCTIONS[name]
+                bound = ctx.argument(node, index, keyword)
+            elif name is None and method_name(node) in CLAMP_METHODS:
+                index, keyword = CLAMP_METHODS[method_name(node)]
+                bound = ctx.argument(node, index, keyword)
+            elif name is None and method_name(node) in ("exp", "softplus"):
+                return True
+            elif name in ("max", "builtins.max") or (isinstance(node.func, cst.Name) and node.func.value == "max"):
+                return any(positive_constant(ctx, a.value, fp16) for a in node.args)
+            if bound is not None:
+                return positive_constant(ctx, bound, fp16)
+            return False
+        resolved = ctx.assigned_value(node)
+        if resolved is None:
+            return False
+        node = resolved
+    return False
+
+
+def is_python_number(ctx: Any, node: Any, depth: int = 2) -> bool:
+    """A value that is a Python number rather than a tensor: numeric literals, ``len(...)``,
+    ``int()`` / ``float()``, ``x.size(i)``, ``x.shape[i]``, ``x.numel()``, ``x.dim()``,
+    ``x.ndim``, ``.item()``, ``math.*`` and names bound once to one of these."""
+    for _ in range(depth + 1):
+        if numeric_value(node) is not None:
+            return True
+        if isinstance(node, cst.Call):
+            if isinstance(node.func, cst.Name) and node.func.value in ("len", "int", "float", "round", "abs", "sum", "max", "min"):
+                return node.func.value in ("len", "int", "float", "round") or all(
+                    is_python_number(ctx, a.value, 0) for a in node.args)
+            if method_name(node) in ("size", "numel", "dim", "item", "nelement", "count"):
+                return method_name(node) != "size" or bool(node.args)
+            name = ctx.qualname(node.func)
+            return bool(name and name.startswith("math."))
+        if isinstance(node, cst.Subscript) and isinstance(node.value, cst.Attribute) and node.value.attr.value == "shape":
+            return True
+        if isinstance(node, cst.Attribute) and node.attr.value in ("ndim", "batch_size"):
+            return True
+        if isinstance(node, cst.BinaryOperation):
+            return is_python_number(ctx, node.left, 1) and is_python_number(ctx, node.right, 1)
+        resolved = ctx.assigned_value(node)
+        if resolved is None:
+            return False
+        node = resolved
+    return False
