@@ -71,6 +71,11 @@ def softmax_kind(ctx: Any, node: Any) -> Optional[str]:
         return "function"
     if isinstance(node.func, cst.Call) and ctx.qualname(node.func.func) in SOFTMAX_LAYERS:
         return "layer"
+    if isinstance(node.func, (cst.Name, cst.Attribute)) and name is None:
+        # ``self.softmax(x)`` / ``sm(x)`` with ``self.softmax = nn.Softmax(dim=1)`` set once
+        layer = ctx.resolve(node.func)
+        if isinstance(layer, cst.Call) and ctx.qualname(layer.func) in SOFTMAX_LAYERS:
+            return "bound-layer"
     positional = [a for a in node.args if a.keyword is None]
     if name is None and is_method_call(node, "softmax") and ctx.imports("torch") and len(positional) <= 1:
         # ``x.softmax(dim)``: a tensor method in PyTorch (a bare ``softmax`` module attribute

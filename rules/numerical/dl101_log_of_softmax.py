@@ -180,6 +180,32 @@ class LogOfSoftmax(Rule):
         Invalid(
             dedent("""
                 import torch
+                from torch import nn
+                class Net(nn.Module):
+                    def __init__(self):
+                        super().__init__()
+                        self.fc = nn.Linear(4, 3)
+                        self.softmax = nn.Softmax(dim=1)
+                    def forward(self, x):
+                        return torch.log(self.softmax(self.fc(x)))
+                """),
+            note="a softmax layer kept as an attribute: reported, no automatic fix",
+        ),
+        Invalid(
+            dedent("""
+                import torch.nn.functional as F
+                import torch
+                def predict(x):
+                    return F.softmax(x, dim=-1)
+                def loss(x, y):
+                    p = predict(x)
+                    return -(y * torch.log(p)).sum()
+                """),
+            note="through a helper that returns a softmax",
+        ),
+        Invalid(
+            dedent("""
+                import torch
                 def entropy(logits):
                     p = torch.softmax(logits, -1)
                     return -(p * p.log()).sum(-1)
