@@ -461,7 +461,8 @@ class Context:
         it; returns the node itself when it cannot."""
         helper_used = False
         for _ in range(depth):
-            value = self.assigned_value(node)
+            # after following a helper's return, its local names mean nothing in this scope
+            value = None if helper_used and isinstance(node, cst.Name) else self.assigned_value(node)
             if value is None and not helper_used:
                 value = self.returned_value(node)
                 helper_used = value is not None

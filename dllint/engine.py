@@ -224,10 +224,40 @@ def lint_module(
     return LintResult(findings=findings, module=module, context=ctx)
 
 
+def _statements_edit(module: Any, ctx: Any, old: Any, new: Any) -> Optional[Dict[str, Any]]:
+    """The edit for one statement replaced by several (a FlattenSentinel): whole lines, from
+    the old statement's first leading line to the end of its last line, rendered at its indent."""
+    from libcst._nodes.internal import CodegenState
+
+    pos = ctx.position(old)
+    if pos is None:
+        return None
+    line, col, end_line, _ = pos
+    indent = ctx.source.splitlines(True)[line - 1][:col]
+    first = line - len(getattr(old, "leading_lines", ()))
+    state = CodegenState(default_indent=module.default_indent, default_newline=module.default_newline)
+    if indent:
+        state.indent_tokens.append(indent)
+    for node in new.nodes:
+        node._codegen(state)
+    return {
+        "content": "".join(state.tokens),
+        "location": {"row": first, "column": 1},
+        "end_location": {"row": end_line + 1, "column": 1},
+    }
+
+
 def _edits(module: Any, ctx: Any, finding: Finding) -> List[Dict[str, Any]]:
+    import libcst as cst
+
     edits = []
     assert finding.fix is not None
     for old, new in finding.fix.replacements:
+        if isinstance(new, cst.FlattenSentinel):
+            edit = _statements_edit(module, ctx, old, new)
+            if edit is not None:
+                edits.append(edit)
+            continue
         pos = ctx.position(old)
         if pos is None:
             continue

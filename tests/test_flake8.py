@@ -148,9 +148,10 @@ def _dllint(paths: List[str], cwd: Path) -> List[str]:
     return lines
 
 
-def _write(root: Path, files: Dict[str, str]) -> List[str]:
-    # An empty [tool.dllint] table stops the configuration search here: both tools use defaults.
-    (root / "pyproject.toml").write_text("[tool.dllint]\n", encoding="utf-8")
+def _write(root: Path, files: Dict[str, str], select: str = "") -> List[str]:
+    # A [tool.dllint] table stops the configuration search here: both tools read the same one.
+    table = "[tool.dllint]\n" + (f'select = ["{select}"]\n' if select else "")
+    (root / "pyproject.toml").write_text(table, encoding="utf-8")
     for name, text in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +184,7 @@ def test_same_lines_on_buggy_files(tmp_path: Path) -> None:
             "other_codes.py": FILE_NOQA_OTHER_CODES,
             "clean.py": CLEAN,
         },
+        select="DL101",
     )
     lines = _both(tmp_path, paths)
 
@@ -208,14 +210,14 @@ def test_same_lines_on_buggy_files(tmp_path: Path) -> None:
 
 
 def test_same_lines_on_a_folder(tmp_path: Path) -> None:
-    _write(tmp_path, {"pkg/__init__.py": "", "pkg/model.py": FINDINGS, "pkg/sub/skip.py": FILE_NOQA})
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/model.py": FINDINGS, "pkg/sub/skip.py": FILE_NOQA}, select="DL101")
     lines = _both(tmp_path, ["."])
     assert sorted(_located(lines, os.path.join("pkg", "model.py"))) == FINDINGS_LINES
 
 
 def test_same_lines_when_the_config_ignores_a_rule(tmp_path: Path) -> None:
     _write(tmp_path, {"a.py": FINDINGS})
-    (tmp_path / "pyproject.toml").write_text('[tool.dllint]\nignore = ["DL101"]\n', encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text('[tool.dllint]\nselect = ["DL101"]\nignore = ["DL101"]\n', encoding="utf-8")
     assert _both(tmp_path, ["a.py"]) == []
 
 
@@ -239,7 +241,7 @@ def test_same_lines_on_every_rule_example(tmp_path: Path) -> None:
     codes: Set[str] = {line.split(": ", 2)[1].split(" ", 1)[0] for line in lines}
     from dllint.registry import all_rules
 
-    assert codes == {rule.code for rule in all_rules() if rule.INVALID}
+    assert codes == {rule.code for rule in all_rules() if rule.INVALID and rule.default_enabled}
     for line in lines:  # a rule stays silent on its own VALID examples
         if line.startswith("valid_"):
             own = line.split("_")[1].upper()

@@ -102,9 +102,15 @@ SIGMOID_FUNCTIONS = frozenset(
         "keras.ops.sigmoid",
         "scipy.special.expit",
         "jax.nn.sigmoid",
+        "tensorflow.keras.backend.sigmoid",
+        "keras.backend.sigmoid",
+        "tensorflow.keras.ops.sigmoid",
+        "tf_keras.activations.sigmoid",
+        "tensorflow.compat.v1.math.sigmoid",
+        "tensorflow.compat.v1.keras.backend.sigmoid",
     }
 )
-SIGMOID_LAYERS = frozenset({"torch.nn.Sigmoid", "tensorflow.keras.layers.Activation"})
+SIGMOID_LAYERS = frozenset({"torch.nn.Sigmoid", "torch.nn.modules.activation.Sigmoid"})
 
 EXP_FUNCTIONS = frozenset(
     {"torch.exp", "torch.special.exp", "tensorflow.exp", "tensorflow.math.exp", "tensorflow.compat.v1.exp",
