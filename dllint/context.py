@@ -97,6 +97,42 @@ def names_in(node: Any) -> Set[str]:
     return found
 
 
+def guard_names(test: Any) -> Set[str]:
+    """Names a test checks the value of; a name only compared with ``is None`` / ``is not
+    None`` is not checked (the test says nothing about it being zero)."""
+    names = names_in(test)
+    none_only: Set[str] = set()
+    todo = [test]
+    while todo:
+        current = todo.pop()
+        if isinstance(current, cst.Comparison):
+            if all(
+                isinstance(t.operator, (cst.Is, cst.IsNot)) and isinstance(t.comparator, cst.Name)
+                and t.comparator.value == "None"
+                for t in current.comparisons
+            ):
+                none_only |= names_in(current.left)
+        elif isinstance(current, cst.BooleanOperation):
+            todo += [current.left, current.right]
+        elif isinstance(current, cst.UnaryOperation):
+            todo.append(current.expression)
+    other: Set[str] = set()
+    todo = [test]
+    while todo:  # names that also appear outside the None comparisons stay checked
+        current = todo.pop()
+        if isinstance(current, cst.Comparison) and current.left is not None and all(
+            isinstance(t.operator, (cst.Is, cst.IsNot)) for t in current.comparisons
+        ):
+            continue
+        if isinstance(current, (cst.BooleanOperation,)):
+            todo += [current.left, current.right]
+        elif isinstance(current, cst.UnaryOperation):
+            todo.append(current.expression)
+        else:
+            other |= names_in(current)
+    return (names - none_only) | other
+
+
 def _exits(statement: Any) -> bool:
     """Whether a statement always leaves the block (return, raise, continue, break)."""
     if isinstance(statement, cst.SimpleStatementLine):
@@ -129,6 +165,8 @@ class Context:
         self.stack: List[cst.CSTNode] = []
         self.scopes: List[Scope] = [Scope("module", module)]
         self._positions: Optional[Dict[int, Tuple[int, int, int, int]]] = None
+        #: per-file facts that rule helpers compute once (see memo())
+        self._memo: Dict[str, Any] = {}
         #: id(FunctionDef) -> the values its return statements return (after it was walked)
         self.function_returns: Dict[int, List[Any]] = {}
         self._astroid: Any = None
@@ -187,6 +225,12 @@ class Context:
         top = full.split(".")[0]
         if top in FRAMEWORKS:
             self.frameworks.add(FRAMEWORKS[top])
+
+    def memo(self, key: str, compute: Any) -> Any:
+        """A per-file fact shared by rules: ``compute(self)`` runs once per file and key."""
+        if key not in self._memo:
+            self._memo[key] = compute(self)
+        return self._memo[key]
 
     def imports(self, framework: str) -> bool:
         """Whether the file imports ``framework`` (torch, tensorflow, keras, transformers, numpy...)."""
@@ -269,13 +313,13 @@ class Context:
                 return
 
     def visit_Assert(self, node: cst.Assert) -> None:
-        self._guard_scope().guards.update(names_in(node.test))
+        self._guard_scope().guards.update(guard_names(node.test))
 
     def leave_If(self, node: cst.If) -> None:
         # ``if d == 0: return / raise / continue / break`` guards the rest of the block
         body = node.body.body
         if node.orelse is None and body and _exits(body[-1]):
-            self._guard_scope().guards.update(names_in(node.test))
+            self._guard_scope().guards.update(guard_names(node.test))
 
     def _guard_scope(self) -> "Scope":
         for scope in reversed(self.scopes):
@@ -486,7 +530,7 @@ class Context:
                 test = ancestor.test
             elif isinstance(ancestor, cst.BooleanOperation):
                 test = ancestor.left
-            if test is not None and name in names_in(test):
+            if test is not None and name in guard_names(test):
                 return True
         return False
 

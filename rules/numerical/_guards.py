@@ -11,6 +11,7 @@ agree.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import libcst as cst
@@ -23,6 +24,7 @@ from dllint.rules.numerical._values import (
     SIGMOID_FUNCTIONS,
     SIGMOID_LAYERS,
     SOFTPLUS_FUNCTIONS,
+    is_eps_call as _is_eps_call,
     is_python_number,
     is_safe_argument,
     method_name,
@@ -31,6 +33,10 @@ from dllint.rules.numerical._values import (
     softmax_kind,
     uses_float16,
 )
+
+
+def is_eps_call(ctx: Any, node: Any) -> bool:
+    return _is_eps_call(ctx, bare(node))
 
 # ---------------------------------------------------------------------- tables
 
@@ -124,9 +130,6 @@ SQUARE_FUNCTIONS = {
 ONES_FUNCTIONS = frozenset({"torch.ones", "torch.ones_like", "tensorflow.ones", "tensorflow.ones_like", "numpy.ones",
                             "numpy.ones_like", "keras.ops.ones", "keras.ops.ones_like"})
 EYE_FUNCTIONS = frozenset({"torch.eye", "tensorflow.eye", "numpy.eye", "numpy.identity", "keras.ops.eye"})
-#: Calls that name an eps: ``keras.backend.epsilon()``, ``K.epsilon()``.
-EPS_CALLS = frozenset({"tensorflow.keras.backend.epsilon", "keras.backend.epsilon", "keras.config.epsilon",
-                       "tf_keras.backend.epsilon"})
 
 
 # ---------------------------------------------------------------------- small helpers
@@ -296,12 +299,6 @@ def square_of(ctx: Any, node: Any) -> Optional[Any]:
     return None
 
 
-def is_eps_call(ctx: Any, node: Any) -> bool:
-    """``keras.backend.epsilon()`` and friends: a call that returns a small positive constant."""
-    node = bare(node)
-    return isinstance(node, cst.Call) and not node.args and ctx.qualname(node.func) in EPS_CALLS
-
-
 def positive_term(ctx: Any, node: Any, fp16: bool) -> bool:
     """A term that keeps a sum away from zero: a positive literal, an eps name or call, or the
     square of a non-zero literal (``tf.square(1e-3)``)."""
@@ -320,7 +317,9 @@ def positive_term(ctx: Any, node: Any, fp16: bool) -> bool:
         value = numeric_value(bare(inner))
         if value is not None and value != 0 and not (fp16 and value * value < 1e-7):
             return True
-        return is_eps_call(ctx, inner) or (isinstance(inner, (cst.Name, cst.Attribute)) and positive_term(ctx, inner, fp16))
+        if is_eps_call(ctx, inner):
+            return True
+        return isinstance(inner, (cst.Name, cst.Attribute)) and positive_term(ctx, inner, fp16)
     return False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
 import libcst as cst
@@ -188,7 +189,7 @@ def positive_constant(ctx: Any, node: Any, fp16: bool = False) -> bool:
         value = numeric_value(ctx.assigned_value(node))
     if value is not None:
         return value > 0 and not (fp16 and value < 1e-7)
-    return is_eps_name(node)
+    return is_eps_name(node) or is_eps_call(ctx, node)
 
 
 def method_name(node: Any) -> Optional[str]:
@@ -197,10 +198,30 @@ def method_name(node: Any) -> Optional[str]:
     return None
 
 
+_FP16_TEXT = re.compile(r"(?<![bB])float16|\.half\(\)|torch\.half\b")
+_AUTOCAST_CALL = re.compile(r"(cuda\.amp\.)?autocast\(([^()]*)\)")
+#: Calls that return a small positive constant: ``keras.backend.epsilon()``, ``K.epsilon()``.
+EPS_CALLS = frozenset({"tensorflow.keras.backend.epsilon", "keras.backend.epsilon", "keras.config.epsilon",
+                       "tf_keras.backend.epsilon"})
+
+
+def _float16(ctx: Any) -> bool:
+    text = ctx.source or ""
+    return bool(_FP16_TEXT.search(text)) or any(
+        "dtype" not in m.group(2) and (m.group(1) is not None or "cuda" in m.group(2))
+        for m in _AUTOCAST_CALL.finditer(text))
+
+
 def uses_float16(ctx: Any) -> bool:
-    """Whether the file computes in float16 (``.half()``, ``torch.float16``, ``tf.float16``)."""
-    text = ctx.source
-    return ".half()" in text or "float16" in text
+    """Whether the file computes in float16: ``.half()``, ``torch.float16`` / ``tf.float16``
+    (not ``bfloat16``, whose range is float32's), or CUDA autocast with no ``dtype`` (float16
+    by default).  Computed once per file."""
+    return ctx.memo("numerical.float16", _float16)
+
+
+def is_eps_call(ctx: Any, node: Any) -> bool:
+    """``keras.backend.epsilon()`` and friends: a call that returns a small positive constant."""
+    return isinstance(node, cst.Call) and not node.args and ctx.qualname(node.func) in EPS_CALLS
 
 
 def is_safe_argument(ctx: Any, node: Any, depth: int = 3) -> bool:

@@ -15,6 +15,8 @@ from dllint.rules.numerical._guards import (
     reduction,
     same_expr,
     tensor_method,
+    tiny_eps_hidden,
+    without_tiny_eps,
 )
 from dllint.rules.numerical._values import is_python_number, numeric_value
 
@@ -310,6 +312,15 @@ class UnguardedDivision(GuardTracker, Rule):
         ),
         Invalid(
             dedent("""
+                import torch
+                def pool(h, mask):
+                    h = h.half()
+                    return (h * mask).sum(1) / (mask.sum(1) + 1e-10)
+                """),
+            note="float16 code: 1e-10 rounds to 0 and guards nothing",
+        ),
+        Invalid(
+            dedent("""
                 import keras
                 def scores(x):
                     total = keras.ops.sum(x, axis=-1, keepdims=True)
@@ -345,10 +356,13 @@ class UnguardedDivision(GuardTracker, Rule):
     def _check(self, node: Any, numerator: Any, denominator: Any) -> None:
         if in_initialiser(self.ctx):
             return  # constructors and weight initialisers divide fixed tables, not data
-        kind = self._zero_denominator(denominator)
+        kind = self._zero_denominator(without_tiny_eps(self.ctx, denominator))
         if kind is None or self.guarded(denominator) or self.patched_after():
             return
-        self.report(node, fix=self._fix(node, numerator, denominator))
+        message = self.message
+        if tiny_eps_hidden(self.ctx, bare(denominator)):
+            message += " (float16 code: an eps below 1e-7 rounds to 0)"
+        self.report(node, message=message, fix=self._fix(node, numerator, denominator))
 
     def _zero_denominator(self, denominator: Any) -> Optional[str]:
         """The kind of reduction ``denominator`` is when it can be exactly zero, else None."""

@@ -19,6 +19,7 @@ from dllint.rules.numerical._guards import (
     origins,
     reduction,
     square_of,
+    without_tiny_eps,
 )
 from dllint.rules.numerical._values import is_python_number, numeric_value
 
@@ -246,6 +247,15 @@ class SqrtOfSumOfSquares(GuardTracker, Rule):
         Invalid(
             dedent("""
                 import torch
+                def dist(a, b):
+                    a, b = a.half(), b.half()
+                    return torch.sqrt(((a - b) ** 2).sum(-1) + 1e-10)
+                """),
+            note="float16 code: 1e-10 rounds to 0 inside the sqrt",
+        ),
+        Invalid(
+            dedent("""
+                import torch
                 def l2(e):
                     return (e * e).sum(dim=1).sqrt()
                 """),
@@ -294,9 +304,10 @@ class SqrtOfSumOfSquares(GuardTracker, Rule):
         ctx = self.ctx
         if argument is None or self._silent_here():
             return
-        argument = bare(argument)
-        if is_safe(ctx, argument) or is_python_number(ctx, argument):
+        original = bare(argument)
+        if is_safe(ctx, original) or is_python_number(ctx, original):
             return
+        argument = without_tiny_eps(ctx, original)
         direct = self._sum_of_squares(argument)
         found = direct
         if found is None:
@@ -308,8 +319,11 @@ class SqrtOfSumOfSquares(GuardTracker, Rule):
                     break
         if found is None or self.guarded(argument):
             return
-        fix = self._fix(node, direct) if torch_fixable and direct is not None else None
-        self.report(node, fix=fix)
+        fix = self._fix(node, direct) if torch_fixable and direct is not None and argument is original else None
+        message = self.message
+        if argument is not original:
+            message += " (float16 code: an eps below 1e-7 rounds to 0)"
+        self.report(node, message=message, fix=fix)
 
     def _sum_of_squares(self, node: Any) -> Optional[Tuple[str, Any, Any]]:
         """("reduction", squared expression, reduction call) for a sum / mean of squares,
