@@ -62,6 +62,16 @@ def child_fields(node_type: type) -> Tuple[str, ...]:
     return fields
 
 
+#: node class -> whether it is a libcst node (a dict lookup is cheaper than an ABC isinstance)
+_IS_NODE: Dict[type, bool] = {}
+
+
+def _learn(value_type: type) -> bool:
+    known = isinstance(value_type, type) and issubclass(value_type, cst.CSTNode)
+    _IS_NODE[value_type] = known
+    return known
+
+
 def node_class(name: str) -> Optional[type]:
     cls = getattr(cst, name, None)
     if isinstance(cls, type) and issubclass(cls, cst.CSTNode):
@@ -80,7 +90,7 @@ def walk(
     ``leave`` handlers after them.  ``stack`` holds the ancestors of the current node (the node
     itself is on it while its children are walked).  A handler that raises is passed to
     ``on_error`` and the walk goes on."""
-    CSTNode = cst.CSTNode
+    is_node = _IS_NODE
     todo: List[Tuple[Any, bool]] = [(root, False)]
     pop = todo.pop
     push = todo.append
@@ -110,11 +120,19 @@ def walk(
         children: List[Any] = []
         for name in fields:
             value = getattr(node, name)
-            if isinstance(value, CSTNode):
-                children.append(value)
-            elif value.__class__ is tuple or value.__class__ is list:
+            value_type = value.__class__
+            if value_type is tuple or value_type is list:
                 for item in value:
-                    if isinstance(item, CSTNode):
+                    known = is_node.get(item.__class__)
+                    if known is None:
+                        known = _learn(item.__class__)
+                    if known:
                         children.append(item)
+            else:
+                known = is_node.get(value_type)
+                if known is None:
+                    known = _learn(value_type)
+                if known:
+                    children.append(value)
         for child in reversed(children):
             push((child, False))
