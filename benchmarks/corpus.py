@@ -174,14 +174,14 @@ def dllint_command() -> List[str]:
     return [found] if found else [sys.executable, "-m", "dllint"]
 
 
-def run_dllint(corpus: str, files: Sequence[str]) -> Tuple[Dict[str, List[Tuple[str, int]]], float]:
+def run_dllint(corpus: str, files: Sequence[str], select: str = "ALL") -> Tuple[Dict[str, List[Tuple[str, int]]], float]:
     """One dllint run over ``files`` (relative to ``corpus``): {file: [(code, row)]}, seconds."""
     work = tempfile.mkdtemp(prefix="dllint-corpus-")
     try:
         config = os.path.join(work, "dllint.toml")
         with open(config, "w", encoding="utf-8"):
             pass  # empty: dllint's defaults, whatever config sits near the corpus
-        command = dllint_command() + ["--config", config, "--select", "ALL", "--no-cache",
+        command = dllint_command() + ["--config", config, "--select", select, "--no-cache",
                                       "--format", "json", "--exit-zero", "-q"]
         if sum(len(f) + 1 for f in files) < 100_000:
             command += list(files)
@@ -385,6 +385,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("corpus", metavar="CORPUS_DIR", help="folder with one sub-folder per case")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    p.add_argument("--select", default="ALL",
+                   help="rules to run (default ALL, which includes rules that are off by default; "
+                   "DL runs the default set)")
     p.add_argument("--show-missed", action="store_true", help="print the summary of every missed target")
     args = p.parse_args(argv)
     corpus = args.corpus
@@ -398,7 +401,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     files = [f for c in cases for f in (c["buggy"], c["fixed"]) if f]
     if files:
         try:
-            findings, seconds = run_dllint(corpus, files)
+            findings, seconds = run_dllint(corpus, files, args.select)
         except DllintFailed as exc:
             sys.stderr.write(f"corpus.py: dllint failed: {exc}\n")
             return 1

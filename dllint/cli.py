@@ -153,7 +153,10 @@ def _main(argv: List[str]) -> int:
         verbose=args.verbose,
     )
     if not args.no_cache and settings.mode == "check":
+        from dllint.runner import code_fingerprint
+
         settings.cache_dir = args.cache_dir or os.path.join(config.root, ".dllint_cache")
+        settings.code = code_fingerprint()
 
     def enabled_for(path: str) -> frozenset:
         if not config.per_file_ignores:

@@ -108,6 +108,16 @@ def parse(text: str) -> Any:
         line = getattr(exc, "editor_line", 1) or 1
         col = getattr(exc, "editor_column", 1) or 1
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
+        # the interpreter's own message names the cause ("'(' was never closed") where it can
+        import ast
+
+        try:
+            compile(text, "<file>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        except SyntaxError as py_exc:
+            if py_exc.msg:
+                message, line, col = py_exc.msg, py_exc.lineno or line, py_exc.offset or col
+        except (ValueError, RecursionError, MemoryError):
+            pass
         raise DecodeError(f"syntax error: {message}", line, col) from None
     except RecursionError:
         raise DecodeError("the file is nested too deeply to parse") from None
@@ -121,10 +131,13 @@ def syntax_error(text: str) -> Optional[Finding]:
 
     try:
         compile(text, "<file>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
-    except SyntaxError as exc:
-        return parse_error_finding(f"syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 1)
-    except (ValueError, RecursionError, MemoryError) as exc:
-        return parse_error_finding(f"cannot parse the file: {exc}")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # The running interpreter may be older than the code (3.12 syntax on 3.11): libcst's
+        # grammar decides, as it does for the files the rules read.
+        try:
+            parse(text)
+        except DecodeError as exc:
+            return parse_error_finding(str(exc), exc.line, exc.col)
     return None
 
 

@@ -39,6 +39,8 @@ class Settings:
     max_file_size: int = 2_000_000
     cache_dir: Optional[str] = None
     verbose: bool = False
+    #: fingerprint of dllint's own code and rules (part of every cache key)
+    code: str = ""
 
 
 @dataclass
@@ -88,8 +90,8 @@ class Cache:
         digest = hashlib.sha256()
         digest.update(raw)
         meta = json.dumps(
-            [__version__, CACHE_LAYOUT, sorted(enabled), sorted(settings.target_versions.items()), kind,
-             settings.max_file_size],
+            [__version__, CACHE_LAYOUT, settings.code, sorted(enabled), sorted(settings.target_versions.items()),
+             kind, settings.max_file_size],
         )
         digest.update(b"\0" + meta.encode())
         return digest.hexdigest()
@@ -118,6 +120,30 @@ class Cache:
             os.replace(tmp, target)
         except OSError:
             pass  # a read-only or full disk must not fail the run
+
+
+def code_fingerprint() -> str:
+    """A hash of the size and modification time of every module of dllint and of its rules, so
+    editing a rule (an editable install, a plugin) never serves stale cached results."""
+    import importlib
+
+    digest = hashlib.sha256()
+    for package in ("dllint", "dllint.rules"):
+        try:
+            folders = list(importlib.import_module(package).__path__)
+        except ImportError:  # pragma: no cover
+            continue
+        for folder in folders:
+            for root, dirs, files in os.walk(folder):
+                dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+                for name in sorted(files):
+                    if name.endswith(".py"):
+                        try:
+                            st = os.stat(os.path.join(root, name))
+                        except OSError:
+                            continue
+                        digest.update(f"{root}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------- one file

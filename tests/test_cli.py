@@ -302,3 +302,16 @@ def test_broken_pipe_is_quiet(tmp_path):
     )
     assert proc.stdout.count("\n") == 1
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_newer_syntax_than_the_interpreter_is_not_an_error(tmp_path, run_dllint):
+    # PEP 695 (Python 3.12) parses with libcst even when the interpreter is older
+    write(tmp_path, "a.py", "type Pair[T] = tuple[T, T]\nx = 1\n")
+    code, out, err = run_dllint("--no-cache", "a.py", cwd=tmp_path)
+    assert (code, out) == (0, ""), out
+
+
+def test_editing_a_rule_invalidates_the_cache():
+    from dllint.runner import code_fingerprint
+
+    assert code_fingerprint() == code_fingerprint() and len(code_fingerprint()) == 16
