@@ -53,7 +53,7 @@ class LogOfSoftmax(Rule):
             "https://github.com/Jacob-yen/GRIST",
         ),
     )
-    triggers = ("log",)
+    triggers = ("log(", "log2(", "log10(")
 
     VALID = (
         Valid(dedent("""

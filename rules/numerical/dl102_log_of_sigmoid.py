@@ -77,7 +77,7 @@ class LogOfSigmoid(Rule):
             "https://github.com/Jacob-yen/GRIST",
         ),
     )
-    triggers = ("log",)
+    triggers = ("log(", "log2(", "log10(")
 
     VALID = (
         Valid(dedent("""

@@ -110,7 +110,7 @@ class HandwrittenCrossEntropy(Rule):
             "https://www.tensorflow.org/api_docs/python/tf/nn/softmax_cross_entropy_with_logits",
         ),
     )
-    triggers = ("log",)
+    triggers = ("log(", "log2(", "log10(")
 
     VALID = (
         Valid(dedent("""

@@ -115,7 +115,7 @@ class UnguardedLog(GuardTracker, Rule):
             "https://pytorch.org/docs/stable/generated/torch.log.html",
         ),
     )
-    triggers = ("log",)
+    triggers = ("log(", "log2(", "log10(")
 
     VALID = (
         Valid(dedent("""

@@ -109,7 +109,7 @@ class LogOnePlusExpOrSumExp(Rule):
             "https://github.com/pytorch/pytorch/issues/144339",
         ),
     )
-    triggers = ("exp",)
+    triggers = ("exp(", "exp_(")
 
     VALID = (
         Valid(dedent("""

@@ -126,7 +126,7 @@ class HandwrittenSoftmax(Rule):
             "https://github.com/brain-research/tensorfuzz",
         ),
     )
-    triggers = ("exp",)
+    triggers = ("exp(", "exp_(")
 
     VALID = (
         Valid(dedent("""

@@ -115,7 +115,7 @@ class UnguardedDivision(GuardTracker, Rule):
             "https://github.com/pyg-team/pytorch_geometric/issues/2559",
         ),
     )
-    triggers = ("sum", "norm", "std", "var", "count", "max", "min")
+    triggers = ("sum(", "norm(", "std(", "var(", "count", "max(", "min(", "reduce_", "amax(", "amin(", "div")
     default_enabled = False
 
     VALID = (

@@ -103,7 +103,7 @@ class SqrtOfSumOfSquares(GuardTracker, Rule):
             "https://github.com/mpariente/pytorch_stoi/issues/7",
         ),
     )
-    triggers = ("sqrt", "0.5", "norm")
+    triggers = ("sqrt(", "** 0.5", "**0.5", "** .5", "**.5", "pow(", "norm(")
     default_enabled = False
 
     VALID = (

@@ -83,7 +83,7 @@ class Fp16TrainingWithoutGradScaler(Rule):
         category="float16 gradient underflow without loss scaling",
         links=("https://pytorch.org/docs/stable/notes/amp_examples.html",),
     )
-    triggers = ("autocast", "half", "float16")
+    triggers = ("autocast", ".half(", "float16", "HalfTensor")
 
     VALID = (
         Valid(dedent("""

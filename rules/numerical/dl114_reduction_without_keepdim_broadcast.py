@@ -160,7 +160,7 @@ class ReductionWithoutKeepdimBroadcast(Rule):
             "https://numpy.org/doc/stable/user/basics.broadcasting.html",
         ),
     )
-    triggers = ("sum", "mean", "max", "min", "norm", "std", "var", "prod", "logsumexp", "reduce_")
+    triggers = ("sum(", "mean(", "max(", "min(", "norm(", "std(", "var(", "prod(", "logsumexp(", "reduce_", "amax(", "amin(")
 
     VALID = (
         Valid(dedent("""

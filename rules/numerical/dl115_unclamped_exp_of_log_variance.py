@@ -58,7 +58,7 @@ class UnclampedExpOfLogVariance(Rule):
         category="exp overflow of a predicted log-variance (GRIST ID_4 and VAE subjects)",
         links=("https://github.com/Jacob-yen/GRIST",),
     )
-    triggers = ("exp",)
+    triggers = ("exp(", "exp_(")
 
     VALID = (
         Valid(dedent("""
