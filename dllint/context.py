@@ -93,8 +93,22 @@ def names_in(node: Any) -> Set[str]:
             if isinstance(current, cst.Name):
                 continue
         if isinstance(current, cst.CSTNode):
-            todo.extend(current.children)
+            todo.extend(children(current))
     return found
+
+
+def children(node: Any) -> List[Any]:
+    """A node's child nodes without libcst's ``children`` property (which runs a visitor)."""
+    from dllint.walk import child_fields
+
+    out: List[Any] = []
+    for name in child_fields(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out.extend(v for v in value if isinstance(v, cst.CSTNode))
+    return out
 
 
 def guard_names(test: Any) -> Set[str]:
@@ -165,6 +179,7 @@ class Context:
         self.stack: List[cst.CSTNode] = []
         self.scopes: List[Scope] = [Scope("module", module)]
         self._positions: Optional[Dict[int, Tuple[int, int, int, int]]] = None
+        self._positions_complete = False
         #: per-file facts that rule helpers compute once (see memo())
         self._memo: Dict[str, Any] = {}
         #: id(FunctionDef) -> the values its return statements return (after it was walked)
@@ -610,10 +625,20 @@ class Context:
 
     def position(self, node: Any) -> Optional[Tuple[int, int, int, int]]:
         """(line, col, end_line, end_col) of a node, 1-based line, 0-based column.  Computes
-        positions of every node in one code generation pass the first time it is asked."""
-        if self._positions is None:
+        positions in one code generation pass the first time it is asked (see locate())."""
+        if self._positions is None or (id(node) not in self._positions and not self._positions_complete):
             self._positions = compute_positions(self.module)
+            self._positions_complete = True
         return self._positions.get(id(node))
+
+    def locate(self, nodes: Iterable[Any]) -> None:
+        """Compute the positions of ``nodes`` in one pass that stops as soon as the last of
+        them is reached (code generation of the rest of a long file is skipped)."""
+        targets = {id(n) for n in nodes if n is not None}
+        if self._positions is not None and all(t in self._positions for t in targets):
+            return
+        self._positions = compute_positions(self.module, targets)
+        self._positions_complete = not targets
 
     # ------------------------------------------------------------------ astroid (lazy)
 
@@ -671,7 +696,7 @@ class _PositionState(_CodegenState):  # type: ignore[misc]
         self.column = 0
         self.starts: List[Tuple[int, int]] = []
         self.ranges: Dict[int, Tuple[int, int, int, int]] = {}
-        self.keep: List[Any] = []
+        self.waiting: Optional[Set[int]] = None
 
     def _advance(self, value: str) -> None:
         newlines = value.count("\n")
@@ -702,6 +727,10 @@ class _PositionState(_CodegenState):  # type: ignore[misc]
         key = id(node)
         if key not in self.ranges:
             self.ranges[key] = (line, col, self.line, self.column)
+        if self.waiting is not None and key in self.waiting:
+            self.waiting.discard(key)
+            if not self.waiting:
+                raise _AllLocated
 
     from contextlib import contextmanager as _cm
 
@@ -721,8 +750,18 @@ class _PositionState(_CodegenState):  # type: ignore[misc]
             self.ranges[id(node)] = (start[0], start[1], end[0], end[1])
 
 
-def compute_positions(module: cst.Module) -> Dict[int, Tuple[int, int, int, int]]:
-    """Syntactic (line, col, end_line, end_col) of every node of ``module``, keyed by id()."""
+class _AllLocated(Exception):
+    """Raised inside code generation once every wanted node has its position."""
+
+
+def compute_positions(module: cst.Module, targets: Optional[Set[int]] = None) -> Dict[int, Tuple[int, int, int, int]]:
+    """Syntactic (line, col, end_line, end_col) of the nodes of ``module``, keyed by id(): of
+    every node, or, with ``targets``, of every node up to the last target in source order."""
     state = _PositionState(module)
-    module._codegen(state)
+    if targets:
+        state.waiting = set(targets)
+    try:
+        module._codegen(state)
+    except _AllLocated:
+        pass
     return state.ranges

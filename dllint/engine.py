@@ -205,6 +205,12 @@ def lint_module(
 
     findings: List[Finding] = []
     failed_codes = {r.code for r in failed}
+    if sink:
+        wanted = [f.node for f in sink]
+        for f in sink:
+            if f.fix is not None:
+                wanted.extend(old for old, _ in f.fix.replacements)
+        ctx.locate(wanted)
     for finding in sink:
         if finding.code in failed_codes:
             continue

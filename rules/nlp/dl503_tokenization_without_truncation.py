@@ -5,6 +5,8 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 import libcst as cst
 
+from dllint.context import children
+
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
 from dllint.rules.nlp._checkpoints import (
     Family,
@@ -788,7 +790,7 @@ class TokenizationWithoutTruncation(Rule):
 
 def _subtree(node: Any) -> Any:
     yield node
-    for child in node.children:
+    for child in children(node):
         yield from _subtree(child)
 
 

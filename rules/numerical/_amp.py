@@ -7,7 +7,7 @@ from typing import Any, Iterator, Optional
 
 import libcst as cst
 
-from dllint.context import dotted_name
+from dllint.context import children, dotted_name
 
 #: Gradient scalers: constructing one of these makes ``scale`` / ``unscale_`` / ``step`` calls
 #: on the result loss-scaling calls.
@@ -108,7 +108,7 @@ def calls_in(node: Any) -> Iterator[cst.Call]:
             continue
         if isinstance(current, cst.Call):
             yield current
-        todo.extend(reversed(current.children))
+        todo.extend(reversed(children(current)))
 
 
 # ---------------------------------------------------------------------- float16 training

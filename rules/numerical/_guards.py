@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import libcst as cst
 
-from dllint.context import dotted_name, names_in
+from dllint.context import children, dotted_name, names_in
 from dllint.rules.numerical._values import (
     CLAMP_FUNCTIONS,
     CLAMP_METHODS,
@@ -715,7 +715,7 @@ def names_in_comparisons(node: Any) -> Set[str]:
             out |= names_in(current)
             continue
         if isinstance(current, cst.CSTNode):
-            todo.extend(current.children)
+            todo.extend(children(current))
     return out
 
 
@@ -826,7 +826,7 @@ def only_used_without_grad(ctx: Any) -> bool:
                 uses.append(False)
                 continue
             if isinstance(current, cst.CSTNode):
-                todo.extend(current.children)
+                todo.extend(children(current))
         return bool(uses) and all(uses)
     return False
 

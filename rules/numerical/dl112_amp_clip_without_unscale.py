@@ -4,7 +4,7 @@ from typing import Any, List, Optional, Set, Tuple
 
 import libcst as cst
 
-from dllint.context import dotted_name
+from dllint.context import children, dotted_name
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
 from dllint.rules.numerical._amp import CLIP_FUNCTIONS, calls_in, is_grad_scaler, method_receiver
 
@@ -485,7 +485,7 @@ def _unscales_or_exits(statements: List[Any]) -> bool:
             return True
         if method_receiver(node, "unscale_") is not None:
             return True
-        todo.extend(node.children)
+        todo.extend(children(node))
     return False
 
 
