@@ -50,6 +50,19 @@ class Binding:
     value: Any = None  # qualified name (import) or the assigned expression
     index: Optional[int] = None  # position inside a tuple target (unpack)
 
+    def expression(self) -> Optional[Any]:
+        """The expression this binding gave the name, when it is known: the assigned value, or
+        the matching element of an unpacked tuple / list literal."""
+        if self.kind == "assign":
+            return self.value
+        if self.kind == "unpack" and isinstance(self.value, (cst.Tuple, cst.List)):
+            elements = self.value.elements
+            if self.index is not None and self.index < len(elements) and not any(
+                isinstance(e, cst.StarredElement) for e in elements
+            ):
+                return elements[self.index].value
+        return None
+
 
 class Scope:
     __slots__ = ("kind", "node", "bindings", "returns", "guards", "attributes")
@@ -478,16 +491,7 @@ class Context:
         bindings = self.lookup(node.value)
         if not bindings or len(bindings) != 1:
             return None
-        binding = bindings[0]
-        if binding.kind == "assign":
-            return binding.value
-        if binding.kind == "unpack" and isinstance(binding.value, (cst.Tuple, cst.List)):
-            elements = binding.value.elements
-            if binding.index is not None and binding.index < len(elements) and not any(
-                isinstance(e, cst.StarredElement) for e in elements
-            ):
-                return elements[binding.index].value
-        return None
+        return bindings[0].expression()
 
     def returned_value(self, call: Any) -> Optional[Any]:
         """For a call of a function defined (and already walked) in this file with exactly one

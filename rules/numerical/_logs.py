@@ -210,15 +210,7 @@ def reaching_values(ctx: Any, name: cst.Name) -> Optional[List[Any]]:
     bindings = scope.bindings[name.value]
 
     def value_of(binding: Any) -> Optional[Any]:
-        if binding.kind == "assign":
-            return binding.value
-        if binding.kind == "unpack" and isinstance(binding.value, (cst.Tuple, cst.List)):
-            elements = binding.value.elements
-            if binding.index is not None and binding.index < len(elements) and not any(
-                isinstance(e, cst.StarredElement) for e in elements
-            ):
-                return elements[binding.index].value
-        return None
+        return binding.expression()
 
     last = value_of(bindings[-1])
     if last is not None and bindings[-1].kind == "assign" and _top_level_value(scope, last):
