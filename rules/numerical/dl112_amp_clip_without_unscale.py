@@ -8,17 +8,6 @@ from dllint.context import children, dotted_name
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
 from dllint.rules.numerical._amp import CLIP_FUNCTIONS, calls_in, is_grad_scaler, method_receiver
 
-#: Whether the engine can serialise a fix that inserts a statement (a ``libcst.FlattenSentinel``
-#: replacement).  ``dllint.fixes.apply`` handles one, but ``dllint.engine._edits`` renders each
-#: replacement with ``module.code_for_node``, which a FlattenSentinel does not support; until
-#: the engine renders them, the rule reports without a fix.
-FIX_READY = True
-
-
-def _when_ready(code: str) -> Optional[str]:
-    return code if FIX_READY else None
-
-
 class AmpClipWithoutUnscale(Rule):
     """Gradient clipping between a GradScaler's scaled backward and ``scaler.step`` without
     ``scaler.unscale_(optimizer)`` first.
@@ -66,7 +55,7 @@ class AmpClipWithoutUnscale(Rule):
     message = (
         "gradients are clipped while still scaled by GradScaler; call scaler.unscale_(optimizer) before clip_grad_*"
     )
-    fix = FixKind.SAFE if FIX_READY else FixKind.NONE
+    fix = FixKind.SAFE
     evidence = Evidence(
         study="(b) numerical bugs in DL programs (mixed precision)",
         category="gradient clipping applied to loss-scaled gradients",
@@ -170,7 +159,7 @@ class AmpClipWithoutUnscale(Rule):
                     scaler.step(optimizer)
                     scaler.update()
                 """),
-            fixed=_when_ready(dedent("""
+            fixed=(dedent("""
                 import torch
                 scaler = torch.amp.GradScaler("cuda")
                 for x, y in loader:
@@ -201,7 +190,7 @@ class AmpClipWithoutUnscale(Rule):
                         scaler.update()
                         opt.zero_grad()
                 """),
-            fixed=_when_ready(dedent("""
+            fixed=(dedent("""
                 from torch.cuda.amp import GradScaler, autocast
                 from torch.nn.utils import clip_grad_value_
 
@@ -236,7 +225,7 @@ class AmpClipWithoutUnscale(Rule):
                         self.scaler.step(self.optimizer)
                         self.scaler.update()
                 """),
-            fixed=_when_ready(dedent("""
+            fixed=(dedent("""
                 import torch
                 class Trainer:
                     def __init__(self, model, optimizer, use_amp):
@@ -269,7 +258,7 @@ class AmpClipWithoutUnscale(Rule):
                         scaler.update()
                         optimizer.zero_grad()
                 """),
-            fixed=_when_ready(dedent("""
+            fixed=(dedent("""
                 import torch
                 scaler = torch.GradScaler("cuda")
                 for i, (x, y) in enumerate(loader):
@@ -295,7 +284,7 @@ class AmpClipWithoutUnscale(Rule):
                 scaler.step(optimizer)
                 scaler.update()
                 """),
-            fixed=_when_ready(dedent("""
+            fixed=(dedent("""
                 import torch
                 scaler = torch.amp.GradScaler("cuda")
                 scaler.scale(loss).backward()
@@ -404,8 +393,7 @@ class AmpClipWithoutUnscale(Rule):
             return
         fix = None
         if (
-            FIX_READY
-            and statement is not None
+            statement is not None
             and step_direct
             and not crossed_loop
             and id(step) not in self._fixed_steps
