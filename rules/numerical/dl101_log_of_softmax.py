@@ -5,6 +5,7 @@ from typing import Any, Optional
 import libcst as cst
 
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
+from dllint.rules.numerical._logs import probability_kinds
 from dllint.rules.numerical._values import (
     LOG_FUNCTIONS,
     SOFTMAX_FUNCTIONS,
@@ -77,6 +78,14 @@ class LogOfSoftmax(Rule):
             p = p.mean(0)
             ent = torch.log(p)
             """), "the name has two assignments; the reaching value is not a softmax"),
+        Valid(dedent("""
+            import torch
+            if calibrated:
+                p = torch.softmax(logits, dim=-1)
+            else:
+                p = counts / counts.sum()
+            ent = torch.log(p)
+            """), "one of the assignments is not a softmax"),
         Valid(dedent("""
             import numpy as np
             import math
@@ -205,6 +214,17 @@ class LogOfSoftmax(Rule):
         ),
         Invalid(
             dedent("""
+                import tensorflow as tf
+                if training:
+                    y = tf.nn.softmax(tf.matmul(h, W1))
+                else:
+                    y = tf.nn.softmax(tf.matmul(h, W2))
+                loss = -tf.reduce_sum(y_ * tf.log(y))
+                """),
+            note="a name assigned twice, both times from a softmax",
+        ),
+        Invalid(
+            dedent("""
                 import torch
                 def entropy(logits):
                     p = torch.softmax(logits, -1)
@@ -241,6 +261,9 @@ class LogOfSoftmax(Rule):
             return
         origin = ctx.resolve(argument)
         if origin is not argument and softmax_kind(ctx, origin) is not None:
+            self.report(log_call)
+        elif isinstance(argument, cst.Name) and probability_kinds(ctx, argument) == frozenset({"softmax"}):
+            # a name assigned more than once, every time from a softmax
             self.report(log_call)
 
     def _fix(self, softmax_call: cst.Call, kind: str) -> Optional[tuple]:
