@@ -38,6 +38,7 @@ import tempfile
 import textwrap
 import time
 from collections import Counter
+from _command import dllint_command  # benchmarks/ is on sys.path when run as a script
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 FAMILIES: Dict[str, Tuple[str, ...]] = {
@@ -162,16 +163,6 @@ def load_cases(corpus: str) -> Tuple[List[Dict[str, Any]], List[str]]:
 
 class DllintFailed(RuntimeError):
     pass
-
-
-def dllint_command() -> List[str]:
-    folder = os.path.dirname(os.path.abspath(sys.executable))
-    for name in ("dllint", "dllint.exe"):
-        candidate = os.path.join(folder, name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return [candidate]
-    found = shutil.which("dllint")
-    return [found] if found else [sys.executable, "-m", "dllint"]
 
 
 def run_dllint(corpus: str, files: Sequence[str], select: str = "ALL") -> Tuple[Dict[str, List[Tuple[str, int]]], float]:

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from _command import dllint_command  # benchmarks/ is on sys.path when run as a script
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst
@@ -38,17 +39,6 @@ from dllint.config import DEFAULT_EXCLUDE, DEFAULT_MAX_FILE_SIZE
 from dllint.discovery import discover
 
 TARGETS = {"cold_1": 1.5, "cold_n": 1.0, "warm_s": 0.3}
-
-
-def dllint_command() -> List[str]:
-    """The dllint console script of this interpreter's environment, else ``python -m dllint``."""
-    folder = os.path.dirname(os.path.abspath(sys.executable))
-    for name in ("dllint", "dllint.exe"):
-        candidate = os.path.join(folder, name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return [candidate]
-    found = shutil.which("dllint")
-    return [found] if found else [sys.executable, "-m", "dllint"]
 
 
 def find_files(tree: str) -> Tuple[List[str], List[str], List[str]]:

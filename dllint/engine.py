@@ -141,6 +141,25 @@ def syntax_error(text: str) -> Optional[Finding]:
     return None
 
 
+_CONTEXT_HANDLERS: Optional[Tuple[List[Tuple[type, str]], List[Tuple[type, str]]]] = None
+
+
+def _context_handlers() -> Tuple[List[Tuple[type, str]], List[Tuple[type, str]]]:
+    """(node class, method name) of the Context's visit_ and leave_ handlers, found once."""
+    global _CONTEXT_HANDLERS
+    if _CONTEXT_HANDLERS is None:
+        from dllint.context import Context
+        from dllint.walk import node_class
+
+        visits, leaves = [], []
+        for attr in dir(Context):
+            cls = node_class(attr[6:]) if attr.startswith(("visit_", "leave_")) else None
+            if cls is not None:
+                (visits if attr.startswith("visit_") else leaves).append((cls, attr))
+        _CONTEXT_HANDLERS = (visits, leaves)
+    return _CONTEXT_HANDLERS
+
+
 def lint_module(
     module: Any,
     text: str,
@@ -161,17 +180,12 @@ def lint_module(
     owner: Dict[int, Type[Rule]] = {}
 
     # The Context's handlers first on visit, last on leave.
-    ctx_leave: Dict[type, Callable[[Any], Any]] = {}
-    for attr in dir(Context):
-        if attr.startswith("visit_") and (cls := node_class(attr[6:])) is not None:
-            visit.setdefault(cls, []).append(getattr(ctx, attr))
-        elif attr.startswith("leave_") and (cls := node_class(attr[6:])) is not None:
-            ctx_leave[cls] = getattr(ctx, attr)
+    context_visits, context_leaves = _context_handlers()
+    for cls, attr in context_visits:
+        visit.setdefault(cls, []).append(getattr(ctx, attr))
 
-    instances = []
     for rule_cls in rules:
         rule = rule_cls(ctx, sink)
-        instances.append(rule)
         for type_name, (visit_name, leave_name) in ruleset.handlers_of(rule_cls).items():
             cls = node_class(type_name)
             if cls is None:
@@ -184,8 +198,8 @@ def lint_module(
                 bound = getattr(rule, leave_name)
                 owner[id(bound.__func__)] = rule_cls
                 leave.setdefault(cls, []).append(bound)
-    for cls, handler in ctx_leave.items():
-        leave.setdefault(cls, []).append(handler)
+    for cls, attr in context_leaves:
+        leave.setdefault(cls, []).append(getattr(ctx, attr))
 
     failed: Dict[Type[Rule], BaseException] = {}
 

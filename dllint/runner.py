@@ -304,7 +304,6 @@ def lint_and_fix(
         return text, findings, 0, notes
     original = text
     fixed = 0
-    rules = [r for r in ruleset.active_for(text) if r.code in enabled]
     for _ in range(MAX_FIX_ROUNDS):
         todo = fixable(findings, settings.unsafe)
         if not todo:

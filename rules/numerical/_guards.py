@@ -24,6 +24,7 @@ from dllint.rules.numerical._values import (
     SIGMOID_FUNCTIONS,
     SIGMOID_LAYERS,
     SOFTPLUS_FUNCTIONS,
+    clamp_bound,
     is_eps_call as _is_eps_call,
     is_python_number,
     is_safe_argument,
@@ -31,6 +32,7 @@ from dllint.rules.numerical._values import (
     numeric_value,
     positive_constant,
     softmax_kind,
+    upper_bound,
     uses_float16,
 )
 
@@ -365,43 +367,6 @@ def is_safe(ctx: Any, node: Any) -> bool:
                     is_eps_call(ctx, a.value) for a in value.args):
                 return True
     return False
-
-
-def clamp_bound(ctx: Any, node: Any) -> Optional[Any]:
-    """The lower bound of a clamp / clip / maximum call, else None."""
-    name = ctx.qualname(node.func)
-    if name in CLAMP_FUNCTIONS:
-        index, keyword = CLAMP_FUNCTIONS[name]
-        return ctx.argument(node, index, keyword)
-    method = method_name(node)
-    if name is None and method in CLAMP_METHODS:
-        index, keyword = CLAMP_METHODS[method]
-        return ctx.argument(node, index, keyword)
-    return None
-
-
-#: clamp-like calls: name -> (positional index, keyword) of the upper bound
-CLAMP_UPPER_FUNCTIONS = {
-    "torch.clamp": (2, "max"), "torch.clip": (2, "max"), "torch.clamp_max": (1, "max"),
-    "tensorflow.clip_by_value": (2, "clip_value_max"), "tensorflow.minimum": (1, "y"),
-    "tensorflow.math.minimum": (1, "y"), "keras.ops.clip": (2, "x_max"), "numpy.clip": (2, "a_max"),
-    "torch.minimum": (1, "other"), "keras.backend.clip": (2, "max_value"),
-    "tensorflow.keras.backend.clip": (2, "max_value"),
-}
-CLAMP_UPPER_METHODS = {"clamp": (1, "max"), "clip": (1, "max"), "clamp_max": (0, "max"), "clamp_": (1, "max")}
-
-
-def upper_bound(ctx: Any, node: Any) -> Optional[Any]:
-    """The upper bound of a clamp / clip / minimum call, else None."""
-    name = ctx.qualname(node.func)
-    if name in CLAMP_UPPER_FUNCTIONS:
-        index, keyword = CLAMP_UPPER_FUNCTIONS[name]
-        return ctx.argument(node, index, keyword)
-    method = method_name(node)
-    if name is None and method in CLAMP_UPPER_METHODS:
-        index, keyword = CLAMP_UPPER_METHODS[method]
-        return ctx.argument(node, index, keyword)
-    return None
 
 
 def tiny_eps_hidden(ctx: Any, node: Any) -> bool:

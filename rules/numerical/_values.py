@@ -144,6 +144,41 @@ CLAMP_FUNCTIONS = {
 CLAMP_METHODS = {"clamp": (0, "min"), "clip": (0, "min"), "clamp_min": (0, "min"), "clamp_": (0, "min"),
                  "clamp_min_": (0, "min")}
 
+#: clamp-like calls: name -> (positional index, keyword) of the upper bound
+CLAMP_UPPER_FUNCTIONS = {
+    "torch.clamp": (2, "max"), "torch.clip": (2, "max"), "torch.clamp_max": (1, "max"),
+    "tensorflow.clip_by_value": (2, "clip_value_max"), "tensorflow.minimum": (1, "y"),
+    "tensorflow.math.minimum": (1, "y"), "keras.ops.clip": (2, "x_max"), "numpy.clip": (2, "a_max"),
+    "torch.minimum": (1, "other"), "keras.backend.clip": (2, "max_value"),
+    "tensorflow.keras.backend.clip": (2, "max_value"),
+}
+CLAMP_UPPER_METHODS = {"clamp": (1, "max"), "clip": (1, "max"), "clamp_max": (0, "max"), "clamp_": (1, "max")}
+
+
+def _bound(ctx: Any, node: Any, functions: Any, methods: Any) -> Optional[Any]:
+    if not isinstance(node, cst.Call):
+        return None
+    name = ctx.qualname(node.func)
+    if name in functions:
+        index, keyword = functions[name]
+        return ctx.argument(node, index, keyword)
+    method = method_name(node)
+    if name is None and method in methods:
+        index, keyword = methods[method]
+        return ctx.argument(node, index, keyword)
+    return None
+
+
+def clamp_bound(ctx: Any, node: Any) -> Optional[Any]:
+    """The lower bound of a clamp / clip / maximum call, else None."""
+    return _bound(ctx, node, CLAMP_FUNCTIONS, CLAMP_METHODS)
+
+
+def upper_bound(ctx: Any, node: Any) -> Optional[Any]:
+    """The upper bound of a clamp / clip / minimum call, else None."""
+    return _bound(ctx, node, CLAMP_UPPER_FUNCTIONS, CLAMP_UPPER_METHODS)
+
+
 REDUCTION_METHODS = frozenset({"sum", "mean", "prod"})
 REDUCTION_FUNCTIONS = frozenset(
     {"torch.sum", "torch.mean", "tensorflow.reduce_sum", "tensorflow.reduce_mean", "tensorflow.math.reduce_sum",
@@ -246,20 +281,12 @@ def is_safe_argument(ctx: Any, node: Any, depth: int = 3) -> bool:
             name = ctx.qualname(node.func)
             if name in EXP_FUNCTIONS or name in SOFTPLUS_FUNCTIONS:
                 return True
-            bound = None
-            if name in CLAMP_FUNCTIONS:
-                index, keyword = CLAMP_FUNCTIONS[name]
-                bound = ctx.argument(node, index, keyword)
-            elif name is None and method_name(node) in CLAMP_METHODS:
-                index, keyword = CLAMP_METHODS[method_name(node)]
-                bound = ctx.argument(node, index, keyword)
-            elif name is None and method_name(node) in ("exp", "softplus"):
+            if name is None and method_name(node) in ("exp", "softplus"):
                 return True
-            elif name in ("max", "builtins.max") or (isinstance(node.func, cst.Name) and node.func.value == "max"):
+            if name in ("max", "builtins.max") or (isinstance(node.func, cst.Name) and node.func.value == "max"):
                 return any(positive_constant(ctx, a.value, fp16) for a in node.args)
-            if bound is not None:
-                return positive_constant(ctx, bound, fp16)
-            return False
+            bound = clamp_bound(ctx, node)
+            return bound is not None and positive_constant(ctx, bound, fp16)
         resolved = ctx.assigned_value(node)
         if resolved is None:
             return False
