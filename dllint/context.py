@@ -260,6 +260,14 @@ class Context:
             self._memo[key] = compute(self)
         return self._memo[key]
 
+    def target_version(self, package: str) -> Optional[Tuple[int, ...]]:
+        """The newest release of ``package`` this file targets: the config's ``target-versions``,
+        else the project's pins (requirements, pyproject, setup, environment files); None when
+        nothing bounds it, which rules read as the newest release."""
+        from dllint.versions import target_version
+
+        return target_version(package, self.target_versions, self.path)
+
     def imports(self, framework: str) -> bool:
         """Whether the file imports ``framework`` (torch, tensorflow, keras, transformers, numpy...)."""
         return framework in self.frameworks

@@ -25,6 +25,7 @@ from dllint.engine import (
     parse_error_finding,
 )
 from dllint.rule import Finding
+from dllint.versions import pins_fingerprint
 
 MAX_FIX_ROUNDS = 10
 
@@ -86,12 +87,12 @@ class Cache:
         self._ready = True
 
     @staticmethod
-    def key(raw: bytes, enabled: FrozenSet[str], settings: Settings, kind: str) -> str:
+    def key(raw: bytes, enabled: FrozenSet[str], settings: Settings, kind: str, pins: str = "") -> str:
         digest = hashlib.sha256()
         digest.update(raw)
         meta = json.dumps(
             [__version__, CACHE_LAYOUT, settings.code, sorted(enabled), sorted(settings.target_versions.items()),
-             kind, settings.max_file_size],
+             kind, settings.max_file_size, pins],
         )
         digest.update(b"\0" + meta.encode())
         return digest.hexdigest()
@@ -181,7 +182,7 @@ def check_file(path: str, display: str, enabled: FrozenSet[str], settings: Setti
                 raw = handle.read()
         notebook = display.endswith(".ipynb") or path.endswith(".ipynb")
         cache = Cache(settings.cache_dir) if settings.cache_dir and settings.mode == "check" else None
-        key = Cache.key(raw, enabled, settings, "nb" if notebook else "py") if cache else ""
+        key = Cache.key(raw, enabled, settings, "nb" if notebook else "py", pins_fingerprint(path)) if cache else ""
         if cache is not None:
             cached = cache.get(key)
             if cached is not None:
