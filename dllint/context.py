@@ -64,6 +64,19 @@ class Binding:
         return None
 
 
+@dataclass
+class Event:
+    """One thing that happens to an object (a dotted name such as ``model`` or ``self.net``)
+    inside one function, in evaluation order (``order``; inner calls before outer ones)."""
+
+    kind: str  # "method" (m.eval()), "called" (m(x)), "argument" (f(m)), "assign" (m = ...), "setattr" (m.qconfig = ...)
+    name: Optional[str]  # the method or attribute name; for "argument" the callee's dotted or qualified name
+    node: Any  # the Call, or the assignment statement
+    order: int
+    loop: Optional[Any] = None  # innermost enclosing for / while loop inside the function, if any
+    value: Any = None  # assign / setattr: the assigned expression
+
+
 class Scope:
     __slots__ = ("kind", "node", "bindings", "returns", "guards", "attributes")
 
@@ -259,6 +272,15 @@ class Context:
         if key not in self._memo:
             self._memo[key] = compute(self)
         return self._memo[key]
+
+    def object_events(self, node: Optional[Any] = None) -> Dict[str, List["Event"]]:
+        """What happens to each object in one function (default: the innermost enclosing one, or
+        the module's top-level code), as an ordered list of Events per dotted name: method calls,
+        calls of the object, uses as an argument, assignments to it and to its attributes.
+        Nested functions and classes are not entered.  Computed once per function, on demand."""
+        if node is None:
+            node = self.function() or self.module
+        return self.memo(f"events:{id(node)}", lambda ctx: _object_events(ctx, node))
 
     def target_version(self, package: str) -> Optional[Tuple[int, ...]]:
         """The newest release of ``package`` this file targets: the config's ``target-versions``,
@@ -777,3 +799,57 @@ def compute_positions(module: cst.Module, targets: Optional[Set[int]] = None) ->
     except _AllLocated:
         pass
     return state.ranges
+
+
+def _object_events(ctx: "Context", root: Any) -> Dict[str, List[Event]]:
+    events: Dict[str, List[Event]] = {}
+    counter = [0]
+
+    def add(name: Optional[str], event: Event) -> None:
+        if name is not None:
+            events.setdefault(name, []).append(event)
+
+    def walk(node: Any, loop: Optional[Any]) -> None:
+        stack: List[Tuple[Any, Optional[Any], bool]] = [(node, loop, False)]
+        while stack:
+            current, current_loop, done = stack.pop()
+            if done:
+                counter[0] += 1
+                note(current, current_loop, counter[0])
+                continue
+            stack.append((current, current_loop, True))
+            inner_loop = current if isinstance(current, (cst.For, cst.While)) else current_loop
+            for child in reversed(children(current)):
+                if isinstance(child, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+                    continue
+                stack.append((child, inner_loop, False))
+
+    def note(node: Any, loop: Optional[Any], order: int) -> None:
+        if isinstance(node, cst.Call):
+            func = node.func
+            if isinstance(func, cst.Attribute):
+                add(dotted_name(func.value), Event("method", func.attr.value, node, order, loop))
+            else:
+                add(dotted_name(func), Event("called", None, node, order, loop))
+            callee = ctx.qualname(func) or dotted_name(func)
+            for arg in node.args:
+                add(dotted_name(arg.value), Event("argument", callee, node, order, loop))
+        elif isinstance(node, (cst.Assign, cst.AnnAssign, cst.AugAssign)):
+            targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+            for target in targets:
+                elements = target.elements if isinstance(target, (cst.Tuple, cst.List)) else [None]
+                for element in elements:
+                    item = target if element is None else element.value
+                    value = node.value if element is None else None
+                    add(dotted_name(item), Event("assign", None, node, order, loop, value))
+                    if isinstance(item, cst.Attribute):
+                        add(dotted_name(item.value), Event("setattr", item.attr.value, node, order, loop, value))
+
+    body = root.body if isinstance(root, (cst.FunctionDef, cst.Module)) else root
+    if isinstance(root, cst.Module):
+        for statement in root.body:
+            if not isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+                walk(statement, None)
+    else:
+        walk(body, None)
+    return events

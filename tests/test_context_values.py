@@ -144,3 +144,38 @@ def test_python_numbers():
         probe(n * 2)
         """)
     assert run(lambda ctx, expr: is_python_number(ctx, expr)) == [True, True, True, True, True, False, False, True]
+
+
+def test_object_events_in_evaluation_order():
+    from dllint.context import Context
+    from dllint.engine import parse
+
+    text = (
+        "import torch\n"
+        "from torch.ao.quantization import prepare, convert, get_default_qconfig\n"
+        "def main(model, loader):\n"
+        "    model.eval()\n"
+        "    model.qconfig = get_default_qconfig('x86')\n"
+        "    prepared = prepare(model)\n"
+        "    for x, _ in loader:\n"
+        "        prepared(x)\n"
+        "    q = convert(prepared.cpu())\n"
+        "    def inner():\n"
+        "        model.train()\n"
+        "    return q\n"
+    )
+    module = parse(text)
+    ctx = Context(module, text)
+    function = module.body[2]
+    events = ctx.object_events(function)
+    kinds = [(e.kind, e.name) for e in events["model"]]
+    assert kinds == [
+        ("method", "eval"),
+        ("setattr", "qconfig"),
+        ("argument", "torch.ao.quantization.prepare"),
+    ]  # the nested function's model.train() is not this function's
+    prepared = [(e.kind, e.name) for e in events["prepared"]]
+    assert prepared == [("assign", None), ("called", None), ("method", "cpu")]
+    assert events["prepared"][1].loop is not None and events["prepared"][0].loop is None
+    assert events["prepared"][1].order < events["prepared"][2].order < events["q"][0].order
+    assert events["model"][2].order < events["prepared"][0].order
