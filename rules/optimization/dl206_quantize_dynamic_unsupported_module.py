@@ -12,7 +12,26 @@ from dllint.rules.nlp._checkpoints import (
     pretrained_class,
     strip_self_returning,
 )
-from dllint.rules.optimization._quant import DYNAMIC_UNSUPPORTED, QUANTIZE_DYNAMIC
+from dllint.rules.optimization._quant import DYNAMIC_UNSUPPORTED as _CATALOGUE_TABLE
+from dllint.rules.optimization._quant import QUANTIZE_DYNAMIC, _torch_nn
+
+#: Module classes quantize_dynamic leaves float whatever the spec says, checked against the default
+#: dynamic mapping of torch 2.13 (torch/ao/quantization/quantization_mappings.py,
+#: DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS: Linear, NonDynamicallyQuantizableLinear, the dynamic QAT
+#: Linear, LinearReLU, LSTM, GRU, LSTMCell, RNNCell, GRUCell, Embedding, EmbeddingBag; the dynamic
+#: Conv / ConvTranspose entries are commented out there).  Leaf modules only: a container such as
+#: nn.MultiheadAttention or nn.TransformerEncoderLayer has Linear children that the spec's qconfig
+#: reaches, so it is partly quantised and not listed.  Qualified name -> the name a message shows.
+DYNAMIC_UNSUPPORTED = {
+    **_CATALOGUE_TABLE,
+    **_torch_nn("LazyConv1d", "LazyConv2d", "LazyConv3d", "LazyConvTranspose1d", "LazyConvTranspose2d",
+                "LazyConvTranspose3d", module="conv"),
+    **_torch_nn("LazyBatchNorm1d", "LazyBatchNorm2d", "LazyBatchNorm3d", "SyncBatchNorm", module="batchnorm"),
+    **_torch_nn("InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", module="instancenorm"),
+    **_torch_nn("LayerNorm", "GroupNorm", module="normalization"),
+    **_torch_nn("RNN", module="rnn"),
+    **_torch_nn("Bilinear", module="linear"),
+}
 
 #: Hub ids of the GPT-2 checkpoints (every one is a GPT2LMHeadModel built from Conv1D layers).
 GPT2_CHECKPOINTS = frozenset(
@@ -31,21 +50,26 @@ CONV1D_DISPLAY = "transformers Conv1D"
 
 
 class QuantizeDynamicUnsupportedModule(Rule):
-    """quantize_dynamic asked to quantise Conv, ConvTranspose, BatchNorm or GPT-2 Conv1D modules.
+    """quantize_dynamic asked to quantise Conv, ConvTranspose, BatchNorm, other float-only or GPT-2 Conv1D modules.
 
     Finds `torch.ao.quantization.quantize_dynamic(model, qconfig_spec, ...)` (also the legacy
     `torch.quantization.quantize_dynamic`, under any import or alias) whose `qconfig_spec`, a
     set, list, tuple or dict literal given directly or through a name assigned once, names
     `nn.Conv1d/2d/3d`, `nn.ConvTranspose1d/2d/3d`, `nn.BatchNorm1d/2d/3d` (any spelling:
-    `torch.nn.Conv2d`, `from torch import nn`, `from torch.nn import Conv2d`) or transformers'
-    `Conv1D`. One finding per such element, at the element. Also finds `quantize_dynamic` applied
+    `torch.nn.Conv2d`, `torch.nn.modules.conv.Conv2d`, `from torch import nn`,
+    `from torch.nn import Conv2d`), their `Lazy*` forms, `nn.SyncBatchNorm`, `nn.InstanceNorm1d/2d/3d`,
+    `nn.LayerNorm`, `nn.GroupNorm`, `nn.RNN` (only LSTM, GRU and the three cells are in the
+    mapping), `nn.Bilinear` or transformers' `Conv1D`: every leaf module class of `torch.nn` with
+    weights that the default dynamic mapping of torch 2.13 lacks. Containers such as
+    `nn.MultiheadAttention` are not reported: the spec's qconfig reaches their Linear children. One finding per such element, at the element. Also finds `quantize_dynamic` applied
     to a model loaded from a GPT-2 checkpoint (`GPT2LMHeadModel.from_pretrained(...)`, or an
     `AutoModel*` class with the `"gpt2"`, `"gpt2-medium"`... or `"distilgpt2"` hub id), at the
     model argument, whatever the spec: GPT-2 builds its attention and MLP projections from
     `Conv1D`, which no qconfig makes dynamic.
 
-    Why it is a bug: dynamic quantisation only swaps the module types of its mapping: Linear, the
-    RNN family and Embedding. Every other module named in the spec is skipped without a word, so
+    Why it is a bug: dynamic quantisation only swaps the module types of its mapping
+    (`DEFAULT_DYNAMIC_QUANT_MODULE_MAPPINGS`): Linear (and LinearReLU), LSTM, GRU, LSTMCell,
+    RNNCell, GRUCell, Embedding and EmbeddingBag. Every other module named in the spec is skipped without a word, so
     the returned model still runs those layers in float32 while the user believes it is quantised
     (no size or speed gain, and accuracy measurements of "the int8 model" are of a float one).
     Measured with torch 2.13 (CPU wheel): `quantize_dynamic(m, {nn.Conv2d, nn.Linear,
@@ -53,10 +77,13 @@ class QuantizeDynamicUnsupportedModule(Rule):
     Conv2d, BatchNorm2d, ConvTranspose2d and Conv1d are the original float32 modules and whose
     Linear is `torch.ao.nn.quantized.dynamic.Linear`; on a GPT-2 built with transformers 5.23
     the four `Conv1D` of each block stay `transformers.pytorch_utils.Conv1D` with the default spec
-    and with `{nn.Linear}`, and only `lm_head` is quantised. torch 2.13 prints deprecation warnings
-    only (a DeprecationWarning "torch.ao.quantization is deprecated and will be removed in 2.10"
-    that points to torchao's `quantize_`, and a UserWarning that the quantized tensor creation
-    functions are deprecated), nothing about the skipped modules.
+    and with `{nn.Linear}`, and only `lm_head` is quantised. Each of nn.RNN, nn.LayerNorm,
+    nn.GroupNorm, nn.InstanceNorm1d, nn.SyncBatchNorm, nn.LazyConv2d and nn.Bilinear, named alone
+    in the spec, also stays float, while nn.MultiheadAttention's `out_proj` is quantised. torch
+    2.13 prints deprecation warnings only (a DeprecationWarning "torch.ao.quantization is
+    deprecated and will be removed in 2.10" that points to torchao's `quantize_`, and a
+    UserWarning that the quantized tensor creation functions are deprecated), nothing about the
+    skipped modules.
 
     How to fix: keep only supported types in the spec (`{nn.Linear}`) and quantise convolutions
     and batch norms with static post-training quantisation or QAT (after fusing Conv+BN), or with
@@ -147,9 +174,25 @@ class QuantizeDynamicUnsupportedModule(Rule):
             model = AutoModelForCausalLM.from_pretrained("./gpt2-finetuned")
             qm = torch.ao.quantization.quantize_dynamic(model)
             """), "a local checkpoint: the architecture is not known"),
+        Valid(dedent("""
+            import torch
+            import torch.nn as nn
+            qm = torch.ao.quantization.quantize_dynamic(model, {nn.MultiheadAttention, nn.LSTM}, dtype=torch.qint8)
+            """), "MultiheadAttention's out_proj is quantised through the spec"),
     )
 
     INVALID = (
+        Invalid(
+            dedent("""
+                import torch
+                import torch.nn as nn
+                qm = torch.ao.quantization.quantize_dynamic(
+                    model, {nn.RNN, nn.LayerNorm, torch.nn.modules.conv.ConvTranspose2d, nn.Linear}
+                )
+                """),
+            count=3,
+            note="plain RNN, LayerNorm and a ConvTranspose in its module spelling",
+        ),
         Invalid(
             dedent("""
                 import torch
@@ -328,6 +371,17 @@ def _element_message(display: str) -> str:
         return (
             "quantize_dynamic does not quantise transformers Conv1D modules (GPT-2's projections); they stay "
             "float (silent). Swap them for nn.Linear first or use another quantisation flow"
+        )
+    if display == "RNN":
+        return (
+            "quantize_dynamic does not quantise nn.RNN modules (its mapping holds LSTM, GRU and the "
+            "RNNCell / LSTMCell / GRUCell cells only); they stay float (silent). Use nn.LSTM or nn.GRU, "
+            "or leave the RNN float knowingly"
+        )
+    if display == "Bilinear":
+        return (
+            "quantize_dynamic does not quantise nn.Bilinear modules (there is no quantised Bilinear); they "
+            "stay float (silent)"
         )
     return (
         f"quantize_dynamic does not quantise {display} modules; they stay float (silent). "
