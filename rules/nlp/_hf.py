@@ -45,6 +45,7 @@ TRAINER_CLASSES = frozenset(
     {
         "transformers.Trainer",
         "transformers.Seq2SeqTrainer",
+        "transformers.trainer_seq2seq.Seq2SeqTrainer",
         "transformers.trainer.Trainer",
         "trl.SFTTrainer",
         "trl.DPOTrainer",
@@ -184,6 +185,12 @@ def _argument_defaults(ctx: Any) -> Dict[str, Any]:
         return found
 
     return ctx.memo("dl5.argument_defaults", compute)
+
+
+def argument_default(ctx: Any, name: str) -> Any:
+    """The argparse / dataclass-field default of ``args.<name>`` in this file (UNKNOWN when there
+    is none or several disagree)."""
+    return _argument_defaults(ctx).get(name, UNKNOWN)
 
 
 def checkpoint(ctx: Any, node: Any, _depth: int = 0) -> Optional[Checkpoint]:
@@ -556,6 +563,7 @@ __all__ = [
     "SELF_RETURNING",
     "Settings",
     "UNKNOWN",
+    "argument_default",
     "checkpoint",
     "encoding_of",
     "keyword_value",
