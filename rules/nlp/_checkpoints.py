@@ -139,6 +139,13 @@ _TABLE = (
     (("phi",), ("Phi",), Family(
         "Phi", None, "rotary positions", "decoder", None, vocab=None,
         source="microsoft/phi-2 config.json: partial_rotary_factor 0.4")),
+    (("bertweet",), ("Bertweet",), Family(
+        "BERTweet", 128, None, "encoder", True, vocab="bertweet",
+        source="vinai/bertweet-base config.json: max_position_embeddings 130 (128 + padding offset)")),
+    (("minilm",), (), Family(
+        "MiniLM", 512, None, "encoder", True, vocab=None,
+        source="sentence-transformers/all-MiniLM-L6-v2 and microsoft/MiniLM-L12-H384-uncased config.json: "
+        "BertModel, max_position_embeddings 512")),
     (("xlm", "roberta"), ("XLMRoberta",), Family(
         "XLM-RoBERTa", 512, None, "encoder", True, vocab="xlm-roberta",
         source="xlm-roberta-base config.json: max_position_embeddings 514 (512 + padding offset), "

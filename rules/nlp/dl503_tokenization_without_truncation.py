@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -10,7 +11,6 @@ from dllint.context import children
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
 from dllint.rules.nlp._checkpoints import (
     Family,
-    checkpoint_of,
     family_of_checkpoint,
     family_of_class,
     is_model_class,
@@ -18,6 +18,7 @@ from dllint.rules.nlp._checkpoints import (
     pretrained_class,
     strip_self_returning,
 )
+from dllint.rules.nlp._hf import Checkpoint, checkpoint, load_of
 
 #: Tokenizer methods that encode text and take truncation= / max_length= (encode_plus and
 #: batch_encode_plus exist on transformers 4 only).
@@ -70,6 +71,42 @@ TENSOR_CONSTRUCTORS = frozenset(
     }
 )
 
+#: Pipeline tasks whose preprocessing does not truncate unless asked (measured on transformers 5.23,
+#: ``transformers/pipelines``: TextClassificationPipeline and FeatureExtractionPipeline pass the
+#: caller's tokenizer keywords and nothing else, FillMaskPipeline its ``tokenizer_kwargs``).  Not
+#: here: token-classification (truncates to ``model_max_length`` by default), zero-shot-classification
+#: (``truncation=ONLY_FIRST`` by default), question-answering (windows the context with
+#: ``doc_stride``; removed in transformers 5).
+UNTRUNCATED_PIPELINE_TASKS = frozenset({"text-classification", "feature-extraction", "fill-mask"})
+
+#: Task aliases of ``pipeline()`` (transformers 5.23 ``pipelines/__init__.py`` TASK_ALIASES).
+PIPELINE_TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+
+#: The checkpoint ``pipeline(task)`` loads when ``model=`` is absent (transformers 5.23
+#: ``pipelines/__init__.py`` SUPPORTED_TASKS "default"; transformers 4 names the same checkpoints
+#: without the organisation prefix).  The family table gives their limits (DistilBERT 512,
+#: RoBERTa 512).
+PIPELINE_DEFAULT_MODELS = {
+    "text-classification": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+    "feature-extraction": "distilbert/distilbert-base-cased",
+    "fill-mask": "distilbert/distilroberta-base",
+}
+
+#: Keywords of a pipeline (construction or call) that make or may make its tokenizer truncate.
+PIPELINE_TRUNCATING_KEYWORDS = ("truncation", "tokenizer_kwargs", "max_length")
+
+#: Words of a variable, attribute or key name that mark a text short by nature (the catalogue's
+#: "inputs known to be short (titles, queries)"): ``titles``, ``article.title``, ``row["headline"]``,
+#: ``search_query``, ``tweet``.  Such texts are left alone.
+SHORT_TEXT_WORDS = frozenset(
+    {
+        "title", "titles", "headline", "headlines", "query", "queries", "keyword", "keywords",
+        "label", "labels", "caption", "captions", "tweet", "tweets", "tag", "tags", "phrase", "phrases",
+    }
+)
+
+_NAME_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+
 #: Literal values of truncation= that do not truncate.
 NO_TRUNCATION = (False, None, "do_not_truncate")
 #: Literal values of padding= that do not pad.
@@ -87,7 +124,9 @@ class Load:
 
     node: cst.Call
     cls: str
-    checkpoint: Optional[str]
+    #: the checkpoint id as the shared ``_hf.checkpoint`` reads it (literal, constant, parameter
+    #: default, f-string stem, argparse / dataclass default), else None
+    checkpoint: Optional[Checkpoint]
 
 
 #: ``self.<attr>`` assignments a finding relies on: (class node id, attribute, assigned record).
@@ -109,6 +148,23 @@ class TokenizationWithoutTruncation(Rule):
     `self.<attr>` with one such load (`model = model.to(device)` is allowed). The finding is at
     the tokenizer call.
 
+    Also finds a `transformers.pipeline(task, ...)` (a name or `self.<attr>` assigned once, or the
+    call itself) called on a text, `pipe(text)`, for the tasks whose preprocessing hands the text
+    to the tokenizer without truncation: "text-classification" ("sentiment-analysis"),
+    "feature-extraction" and "fill-mask" (measured, transformers 5.23: a 16-position BERT crashes
+    in all three on 32 tokens), when neither the construction nor the call passes `truncation=`
+    (a falsy literal does not count), `max_length=`, `tokenizer_kwargs=` or `**kwargs`, and the
+    model is an encoder family with a position limit: by its `model=` checkpoint (or a model loaded
+    from a known checkpoint), or, when `model=` is absent, by the task's default checkpoint
+    (transformers 5.23 SUPPORTED_TASKS: distilbert-base-uncased-finetuned-sst-2-english,
+    distilbert-base-cased, distilroberta-base; 512 positions each). The text-classification pipeline
+    has never truncated by default (transformers#5983, #4501; still so in 5.23), so the rule needs
+    no version gate. Left alone: "token-classification" ("ner"), which truncates to
+    `model_max_length` by itself (measured; transformers#15177), "zero-shot-classification"
+    (`truncation="only_first"` by default), "question-answering" (windows the context with
+    `doc_stride`; removed in transformers 5) and the generation tasks. The finding is at the
+    pipeline call.
+
     A call does not truncate when it passes neither `truncation=` nor `max_length=`, when it passes
     `truncation=False` (or `"do_not_truncate"`), or when it passes `max_length=` together with
     `padding=` but no `truncation=`: then the tokenizer pads short inputs up to `max_length` and
@@ -121,7 +177,7 @@ class TokenizationWithoutTruncation(Rule):
     model's position table gives ids the model cannot index: "Token indices sequence length is
     longer than the specified maximum sequence length for this model ... Running this sequence
     through the model will result in indexing errors", then an IndexError, a size-mismatch
-    RuntimeError (BERT on transformers 5: "The size of tensor a (42) must match the size of tensor
+    RuntimeError (BERT on transformers 5: "The size of tensor a (32) must match the size of tensor
     b (16)", measured on a 16-position model) or a CUDA device-side assert. The warning is printed
     only when the tokenizer knows `model_max_length`, and the crash waits for the first long input,
     often in production rather than in a test on short sentences.
@@ -130,32 +186,48 @@ class TokenizationWithoutTruncation(Rule):
     inputs into windows with `stride=` and `return_overflowing_tokens=True`. `truncation=True`
     without `max_length` truncates to the tokenizer's `model_max_length`, which hub checkpoints
     set (512 for bert-base-uncased) but a tokenizer built from a bare vocabulary file does not.
+    For a pipeline: `pipeline(task, ..., truncation=True)` or `pipe(text, truncation=True)`; the
+    fill-mask pipeline takes no `truncation=` (TypeError, measured) but
+    `tokenizer_kwargs={"truncation": True}`.
 
-    Fix: suggested (unsafe): adds `truncation=True` (or turns `truncation=False` into `True`).
-    It changes results for long inputs, which lose their tail; chunking may be what is wanted. No
-    automatic fix for a `max_length` above the limit.
+    Fix: suggested (unsafe): adds `truncation=True` to the tokenizer call or to the
+    text-classification / feature-extraction pipeline call (or turns `truncation=False` into
+    `True`). It changes results for long inputs, which lose their tail; chunking may be what is
+    wanted. No automatic fix for a `max_length` above the limit or for the fill-mask pipeline.
 
-    Model families: the checkpoint string of the model's `from_pretrained` (a literal or a name
-    assigned once to one) decides, else the concrete model class, else the tokenizer's checkpoint
-    or class. T5 (relative positions), DeBERTa and XLNet (relative), rotary-position decoders
-    (Llama, Mistral, Qwen, Gemma, Phi, Pythia) and long-context families (Longformer, BigBird,
-    LED) are left alone. With an unknown family the rule reports only for encoder Auto classes
-    (`AutoModel`, `AutoModelFor{SequenceClassification,TokenClassification,QuestionAnswering,
-    MaskedLM,...}`), whose checkpoints have learned absolute positions in practice.
+    Model families come from the shared family table (`_checkpoints`): the model's checkpoint as
+    the shared `_hf.checkpoint` reads it (a literal, a module constant, a parameter default, an
+    f-string's literal stem, an argparse `default=` or dataclass field default read through
+    `args.<name>`, `args.tokenizer_name or args.model_name_or_path` when the first defaults to
+    None) decides, else the concrete model class, else the tokenizer's checkpoint or class; the
+    limit is the family's `max_positions`, and families the table marks exempt are left alone: T5
+    (relative positions), DeBERTa and XLNet (relative), rotary / ALiBi decoders (Llama, Mistral,
+    Qwen, Gemma, Phi, Pythia, GPT-J, BLOOM, Falcon) and long-context families (Longformer,
+    BigBird, LED). With an unknown family the rule reports a tokenizer call only for encoder Auto
+    classes (`AutoModel`, `AutoModelFor{SequenceClassification,TokenClassification,
+    QuestionAnswering,MaskedLM,...}`), whose checkpoints have learned absolute positions in
+    practice, and never a pipeline.
 
     Stays silent when the call truncates (`truncation=True`, `"longest_first"`, `"only_first"`, a
     non-literal value), passes `**kwargs`, windows the input (`stride=`,
-    `return_overflowing_tokens=`), encodes texts of known length (string literals, lists of
-    them, an f-string that only inserts special tokens such as `{tok.mask_token}`; a literal
-    question with a variable `text_pair` is still checked), when the ids are sliced before the
-    model (`ids[:, :512]`), when the result never reaches a model, when the tokenizer or the model
-    has no single known `from_pretrained` origin (a parameter, a pipeline's `.tokenizer`, a name
-    or attribute assigned twice, an attribute of another object), and for the exempt families.
+    `return_overflowing_tokens=`), encodes texts of known length that fit (string literals, lists
+    of them, the variable of a `for` loop over such a list, an f-string that only inserts special
+    tokens such as `{tok.mask_token}`, `"..." * n`; a literal question with a variable `text_pair`
+    is still checked; a literal is reported only when its whitespace-separated words alone, each at
+    least one token, exceed the family's limit), texts named as short by nature (a variable,
+    attribute or key whose words include title, headline, query, keyword, label, caption, tweet,
+    tag or phrase: `titles`, `article.title`, `row["headline"]`; a long `text_pair` beside such a
+    text is still checked), when the ids or the text are sliced before the
+    model (`ids[:, :512]`, `text[:1000]`), when a length test on them leaves the block
+    (`if len(ids) > 512: continue`), when the result never reaches a model, when the tokenizer or
+    the model has no single known origin (a parameter, a pipeline's `.tokenizer`, a name or
+    attribute assigned twice, an attribute of another object), and for the exempt families.
 
     Limits: the flow is followed inside one file, through names assigned once (in source order)
     and one level of `self.<attr>`; tokenizers applied through `datasets.map`, collators or helper
-    functions, and pipelines (`pipeline(...)(text)`), are not checked. Inputs that are short by
-    nature (titles, queries) cannot be told apart from documents.
+    functions are not checked. Inputs that are short by nature (titles, queries, tweets) cannot be
+    told apart from documents. `truncation=True` without `max_length` relies on the tokenizer's
+    `model_max_length`, which the rule takes on trust.
     """
 
     code = "DL503"
@@ -175,9 +247,11 @@ class TokenizationWithoutTruncation(Rule):
             "https://github.com/huggingface/transformers/issues/14384",
             "https://github.com/alexandrainst/danlp/issues/54",
             "https://github.com/monologg/KoELECTRA/issues/8",
+            "https://github.com/huggingface/transformers/issues/5983",
+            "https://github.com/huggingface/transformers/issues/4501",
         ),
     )
-    triggers = ("from_pretrained",)
+    triggers = ("from_pretrained", "pipeline(")
 
     VALID = (
         Valid(dedent("""
@@ -294,6 +368,61 @@ class TokenizationWithoutTruncation(Rule):
                     continue
                 vec = model(torch.tensor([ids]))[1]
             """), "over-long inputs are skipped before the model"),
+        Valid(dedent("""
+            from transformers import pipeline
+            classifier = pipeline("sentiment-analysis", truncation=True)
+            result = classifier(review)
+            """), "the pipeline truncates: truncation=True at construction"),
+        Valid(dedent("""
+            from transformers import pipeline
+            extractor = pipeline("feature-extraction", model="bert-base-uncased")
+            vectors = extractor(doc, truncation=True)
+            """), "truncation=True in the pipeline call"),
+        Valid(dedent("""
+            from transformers import pipeline
+            ner = pipeline("ner", model="dslim/bert-base-NER", aggregation_strategy="simple")
+            entities = ner(article)
+            """), "the token-classification pipeline truncates to model_max_length by itself"),
+        Valid(dedent("""
+            from transformers import pipeline
+            classifier = pipeline("sentiment-analysis")
+            print(classifier("I loved this movie!"))
+            """), "a literal text of known, short length"),
+        Valid(dedent("""
+            from transformers import pipeline
+            clf = pipeline("text-classification", model="allenai/longformer-base-4096")
+            label = clf(report)
+            """), "long-context family behind the pipeline"),
+        Valid(dedent("""
+            from transformers import pipeline
+            unmasker = pipeline("fill-mask", model="roberta-base", tokenizer_kwargs={"truncation": True})
+            guesses = unmasker(text)
+            """), "fill-mask pipeline truncating through tokenizer_kwargs"),
+        Valid(dedent("""
+            from transformers import pipeline
+            clf = pipeline("text-classification", model=model_path)
+            label = clf(doc)
+            """), "unknown checkpoint behind the pipeline"),
+        Valid(dedent("""
+            import torch
+            import transformers
+            data = [
+                "A multilayer perceptron (MLP) is a class of feedforward artificial neural network.",
+                "Hello World",
+            ]
+            model = transformers.GPT2LMHeadModel.from_pretrained("gpt2")
+            tok = transformers.GPT2Tokenizer.from_pretrained("gpt2")
+            for dat in data:
+                toks = tok.encode(dat, return_tensors="pt")
+                logits = model(toks)[0]
+            """), "loop over a literal list of short texts"),
+        Valid(dedent("""
+            from transformers import pipeline
+            classifier = pipeline("sentiment-analysis")
+            def score(articles):
+                titles = [article.title for article in articles]
+                return classifier(titles)
+            """), "titles are short by nature"),
     )
 
     INVALID = (
@@ -465,6 +594,88 @@ class TokenizationWithoutTruncation(Rule):
             unsafe=True,
             note="tokenizer and model held as attributes assigned once in the class; a warning does not stop the crash",
         ),
+        Invalid(
+            dedent("""
+                from transformers import pipeline
+                classifier = pipeline("sentiment-analysis")
+                result = classifier(review)
+                """),
+            fixed=dedent("""
+                from transformers import pipeline
+                classifier = pipeline("sentiment-analysis")
+                result = classifier(review, truncation=True)
+                """),
+            unsafe=True,
+            note="text-classification pipeline over its default DistilBERT (512 positions) does not truncate",
+        ),
+        Invalid(
+            dedent("""
+                from transformers import AutoModel, AutoTokenizer, pipeline
+                model = AutoModel.from_pretrained("bert-base-uncased")
+                tok = AutoTokenizer.from_pretrained("bert-base-uncased")
+                extractor = pipeline("feature-extraction", model=model, tokenizer=tok)
+                for doc in corpus:
+                    vectors = extractor(doc)
+                """),
+            fixed=dedent("""
+                from transformers import AutoModel, AutoTokenizer, pipeline
+                model = AutoModel.from_pretrained("bert-base-uncased")
+                tok = AutoTokenizer.from_pretrained("bert-base-uncased")
+                extractor = pipeline("feature-extraction", model=model, tokenizer=tok)
+                for doc in corpus:
+                    vectors = extractor(doc, truncation=True)
+                """),
+            unsafe=True,
+            note="feature-extraction pipeline over a model loaded from a known checkpoint",
+        ),
+        Invalid(
+            dedent("""
+                from transformers import pipeline
+                unmasker = pipeline("fill-mask")
+                guesses = unmasker(text)
+                """),
+            note="fill-mask takes tokenizer_kwargs, not truncation=: reported, no automatic fix",
+        ),
+        Invalid(
+            dedent("""
+                from transformers import pipeline
+                classifier = pipeline("sentiment-analysis")
+                review = "The plot was slow but the acting was great. " * 150
+                result = classifier(review)
+                """),
+            fixed=dedent("""
+                from transformers import pipeline
+                classifier = pipeline("sentiment-analysis")
+                review = "The plot was slow but the acting was great. " * 150
+                result = classifier(review, truncation=True)
+                """),
+            unsafe=True,
+            note="a literal whose words alone (9 x 150) exceed the 512 positions",
+        ),
+        Invalid(
+            dedent("""
+                import argparse
+                from transformers import AutoTokenizer, AutoModelForCausalLM
+                parser = argparse.ArgumentParser()
+                parser.add_argument("--model_name_or_path", default="gpt2")
+                args = parser.parse_args()
+                tok = AutoTokenizer.from_pretrained(args.model_name_or_path)
+                lm = AutoModelForCausalLM.from_pretrained(args.model_name_or_path)
+                out = lm.generate(**tok(prompt, return_tensors="pt"), max_new_tokens=20)
+                """),
+            fixed=dedent("""
+                import argparse
+                from transformers import AutoTokenizer, AutoModelForCausalLM
+                parser = argparse.ArgumentParser()
+                parser.add_argument("--model_name_or_path", default="gpt2")
+                args = parser.parse_args()
+                tok = AutoTokenizer.from_pretrained(args.model_name_or_path)
+                lm = AutoModelForCausalLM.from_pretrained(args.model_name_or_path)
+                out = lm.generate(**tok(prompt, return_tensors="pt", truncation=True), max_new_tokens=20)
+                """),
+            unsafe=True,
+            note="the checkpoint is the argparse default: GPT-2, 1024 positions",
+        ),
     )
 
     def __init__(self, ctx: Any, sink: Any) -> None:
@@ -479,12 +690,16 @@ class TokenizationWithoutTruncation(Rule):
         #: scope node id -> names whose length an ``if ...: return/continue/break/raise`` or an
         #: ``assert`` checks (``if len(ids) > 512: continue``): such ids are guarded.
         self._guarded: Dict[int, Set[str]] = {}
+        #: the ``for`` loops the walk is inside, innermost last (a loop variable over a literal list
+        #: of strings is a text of known length)
+        self._loops: List[cst.For] = []
 
     # ------------------------------------------------------------------ the model call
 
     def visit_Call(self, node: cst.Call) -> None:
         if not self.ctx.imports("transformers"):
             return
+        self._check_pipeline(node)
         func = node.func
         if isinstance(func, cst.Attribute) and func.attr.value in FORWARD_METHODS:
             receiver = func.value
@@ -512,6 +727,133 @@ class TokenizationWithoutTruncation(Rule):
             tok_call = self._token_source(fed, names)
             if tok_call is not None and not self._guarded.get(id(self._scope()), set()).intersection(names):
                 self._check(tok_call, model)
+
+    # ------------------------------------------------------------------ loops over literal texts
+
+    def visit_For(self, node: cst.For) -> None:
+        self._loops.append(node)
+
+    def leave_For(self, node: cst.For) -> None:
+        if self._loops and self._loops[-1] is node:
+            self._loops.pop()
+
+    def _known_length(self, node: Any) -> Optional[int]:
+        """A lower bound of the tokens of a text of known length (see ``_literal_words``), also
+        for the variable of an enclosing ``for`` loop over a literal list of strings; None when the
+        text is not known."""
+        if isinstance(node, cst.Name):
+            bindings = self.ctx.lookup(node.value)
+            if bindings and len(bindings) == 1 and bindings[0].kind == "other" and bindings[0].value is None:
+                for loop in reversed(self._loops):
+                    if isinstance(loop.target, cst.Name) and loop.target.value == node.value:
+                        items = self.ctx.resolve(loop.iter)
+                        if isinstance(items, (cst.List, cst.Tuple)) and items.elements:
+                            return _literal_words(self.ctx, items)
+                        return None
+        return _literal_words(self.ctx, node)
+
+    def _short_by_name(self, node: Any, depth: int = 0) -> bool:
+        """Whether a text is named as short by nature (``SHORT_TEXT_WORDS``): its variable, attribute
+        or key, what a name assigned once holds, the list a comprehension or a ``for`` loop takes it
+        from, through ``.strip()``-like calls and indexing."""
+        if node is None or depth > 4:
+            return False
+        if isinstance(node, cst.Name):
+            if _name_words(node.value) & SHORT_TEXT_WORDS:
+                return True
+            value = self.ctx.assigned_value(node)
+            if value is not None:
+                return self._short_by_name(value, depth + 1)
+            for loop in reversed(self._loops):
+                if isinstance(loop.target, cst.Name) and loop.target.value == node.value:
+                    return self._short_by_name(loop.iter, depth + 1)
+            return False
+        if isinstance(node, cst.Attribute):
+            return bool(_name_words(node.attr.value) & SHORT_TEXT_WORDS)
+        if isinstance(node, cst.Subscript):
+            if len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
+                key = _literal(node.slice[0].slice.value)
+                if isinstance(key, str):
+                    return bool(_name_words(key) & SHORT_TEXT_WORDS)
+            return self._short_by_name(node.value, depth + 1)
+        if isinstance(node, (cst.ListComp, cst.GeneratorExp)):
+            return self._short_by_name(node.elt, depth + 1)
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and not node.args:
+            return self._short_by_name(node.func.value, depth + 1)  # title.strip(), q.lower()
+        return False
+
+    # ------------------------------------------------------------------ pipelines
+
+    def _check_pipeline(self, node: cst.Call) -> None:
+        """``pipe(text)`` for a ``pipeline(task)`` whose preprocessing does not truncate, over an
+        encoder family with a position limit, with no truncation at construction or in the call."""
+        func = node.func
+        if not isinstance(func, (cst.Name, cst.Attribute, cst.Call)) or id(node) in self._reported:
+            return
+        ctx = self.ctx
+        pipe = load_of(ctx, func)
+        if pipe is None or pipe.kind != "pipeline":
+            return
+        made = pipe.node
+        task_arg = ctx.argument(made, 0, "task")
+        task = _literal(ctx.resolve(task_arg)) if task_arg is not None else None
+        if not isinstance(task, str):
+            return
+        task = PIPELINE_TASK_ALIASES.get(task, task)
+        if task not in UNTRUNCATED_PIPELINE_TASKS:
+            return
+        for call in (made, node):
+            if ctx.has_star_args(call):
+                return
+            for name in PIPELINE_TRUNCATING_KEYWORDS:
+                arg = ctx.keyword(call, name)
+                if arg is not None and not (name == "truncation" and _literal(arg.value) in NO_TRUNCATION):
+                    return
+        family = self._pipeline_family(made, task)
+        if family is None or family.exempt or family.max_positions is None or family.architecture != "encoder":
+            return
+        text = ctx.argument(node, 0, "inputs")
+        if text is None or _is_cut(text):
+            return
+        if isinstance(text, cst.Name) and text.value in self._guarded.get(id(self._scope()), set()):
+            return  # if len(text) > N: continue
+        known = self._known_length(text)
+        limit = family.max_positions
+        if known is not None and known <= limit:
+            return
+        if known is None and self._short_by_name(text):
+            return  # titles, queries, tweets: short by nature
+        if task == "fill-mask":
+            advice = 'pass tokenizer_kwargs={"truncation": True}'
+            fix = None
+        else:
+            advice = "pass truncation=True to the pipeline or to the call"
+            fix = Fix(
+                "Add truncation=True to the pipeline call (long inputs lose their tail)",
+                [(node, _with_truncation(node))],
+                FixKind.UNSAFE,
+            )
+        message = (
+            f'pipeline("{task}") does not truncate by default: a text longer than the {limit} positions of the '
+            f"{family.name} model crashes (IndexError, size-mismatch RuntimeError or CUDA assert); {advice}, "
+            f"or chunk long inputs"
+        )
+        self._reported.add(id(node))
+        self.report(node, message, fix=fix)
+
+    def _pipeline_family(self, made: cst.Call, task: str) -> Optional[Family]:
+        """The family of the pipeline's model: its ``model=`` checkpoint (or a model loaded from a
+        known checkpoint), else the task's default checkpoint when ``model=`` is absent."""
+        model = self.ctx.argument(made, 1, "model")
+        if model is None:
+            return family_of_checkpoint(PIPELINE_DEFAULT_MODELS[task])
+        ckpt = checkpoint(self.ctx, model)
+        if ckpt is not None:
+            return ckpt.family
+        loaded = load_of(self.ctx, model)
+        if loaded is not None and loaded.kind == "model":
+            return loaded.family
+        return None
 
     # ------------------------------------------------------------------ length guards
 
@@ -569,7 +911,8 @@ class TokenizationWithoutTruncation(Rule):
         cls = pretrained_class(self.ctx, value)
         if cls is None:
             return None
-        return Load(value, cls, checkpoint_of(self.ctx, value))
+        source = self.ctx.argument(value, 0, "pretrained_model_name_or_path")
+        return Load(value, cls, checkpoint(self.ctx, source) if source is not None else None)
 
     # ------------------------------------------------------------------ self.<attr> in classes
 
@@ -712,15 +1055,25 @@ class TokenizationWithoutTruncation(Rule):
         model_load, model_deps = model
         text = ctx.argument(call, 0, TEXT_PARAMETER[method])
         pair = ctx.argument(call, 1, "text_pair") if method != "batch_encode_plus" else None
-        if text is None or (_is_literal_text(ctx, text) and (pair is None or _is_literal_text(ctx, pair))):
-            return  # texts of known length (a literal question with a variable context is checked)
-        if _is_cut(text):
+        if text is None or _is_cut(text):
             return  # tok(text[:1000]): the caller limits the length on purpose
         if ctx.keyword(call, "stride") is not None or ctx.keyword(call, "return_overflowing_tokens") is not None:
             return
         family = self._family(model_load, tok_load)
         if family is not None and family.exempt:
             return
+        known = self._known_length(text)
+        known_pair = self._known_length(pair) if pair is not None else 0
+        if known is not None and known_pair is not None:
+            # texts of known length (a literal question with a variable context is checked): only
+            # one certainly longer than the family's limit is reported
+            limit = family.max_positions if family is not None else None
+            if limit is None or known + known_pair <= limit:
+                return
+        elif (known is not None or self._short_by_name(text)) and (
+            pair is None or known_pair is not None or self._short_by_name(pair)
+        ):
+            return  # titles, queries, tweets: short by nature (a long context beside them is checked)
 
         truncation = ctx.keyword(call, "truncation")
         max_length = ctx.keyword(call, "max_length")
@@ -777,7 +1130,7 @@ class TokenizationWithoutTruncation(Rule):
     def _family(model_load: Load, tok_load: Load) -> Optional[Family]:
         """The model's family by its checkpoint, else by its class, else the tokenizer's."""
         for load in (model_load, tok_load):
-            family = family_of_checkpoint(load.checkpoint) if load.checkpoint else None
+            family = load.checkpoint.family if load.checkpoint is not None else None
             if family is None:
                 family = family_of_class(load.cls)
             if family is not None:
@@ -839,30 +1192,59 @@ def _literal(node: Any) -> Any:
     return _UNKNOWN
 
 
-def _is_literal_text(ctx: Any, node: Any) -> bool:
-    """A text of known length: a string literal (an f-string may insert only special tokens such
-    as ``{tok.mask_token}``), or a list/tuple of them, directly or through a name assigned once."""
-    node = ctx.resolve(node)
-    if isinstance(node, (cst.List, cst.Tuple)) and node.elements:
-        return all(isinstance(e, cst.Element) and _is_literal_string(e.value) for e in node.elements)
-    return _is_literal_string(node)
+def _name_words(name: str) -> Set[str]:
+    """The lower-case words of an identifier or key: ``news_titles`` -> {news, titles},
+    ``searchQuery`` -> {search, query}."""
+    return {word.lower() for part in name.split("_") for word in _NAME_WORDS.findall(part)}
 
 
-def _is_literal_string(node: Any) -> bool:
+def _literal_words(ctx: Any, node: Any) -> Optional[int]:
+    """For a text of known length, a lower bound of its tokens: the whitespace-separated words of a
+    string literal (every word gives at least one token with WordPiece, BPE and SentencePiece
+    vocabularies), an f-string that only inserts special tokens such as ``{tok.mask_token}`` (one
+    token each), ``"..." * 150``, ``a + b``; for a list or tuple of texts (a batch), the longest.
+    Names assigned once are followed.  None when the text is not known."""
+    node = ctx.resolve(node) if isinstance(node, cst.Name) else node
+    if isinstance(node, (cst.List, cst.Tuple)):
+        if not node.elements:
+            return None
+        longest = 0
+        for element in node.elements:
+            if not isinstance(element, cst.Element):
+                return None
+            words = _literal_words(ctx, element.value)
+            if words is None:
+                return None
+            longest = max(longest, words)
+        return longest
     if isinstance(node, cst.SimpleString):
-        return True
+        value = node.evaluated_value
+        return len(value.split()) if isinstance(value, str) else None
     if isinstance(node, cst.ConcatenatedString):
-        return _is_literal_string(node.left) and _is_literal_string(node.right)
+        left, right = _literal_words(ctx, node.left), _literal_words(ctx, node.right)
+        return None if left is None or right is None else left + right
     if isinstance(node, cst.FormattedString):
-        return all(
-            isinstance(part, cst.FormattedStringText)
-            or (
-                isinstance(part.expression, cst.Attribute)
-                and part.expression.attr.value.endswith("_token")
-            )
-            for part in node.parts
-        )
-    return False
+        words = 0
+        for part in node.parts:
+            if isinstance(part, cst.FormattedStringText):
+                words += len(part.value.split())
+            elif isinstance(part.expression, cst.Attribute) and part.expression.attr.value.endswith("_token"):
+                words += 1
+            else:
+                return None
+        return words
+    if isinstance(node, cst.BinaryOperation):
+        if isinstance(node.operator, cst.Multiply):
+            for text, times in ((node.left, node.right), (node.right, node.left)):
+                count = _literal(times)
+                if isinstance(count, int) and not isinstance(count, bool):
+                    words = _literal_words(ctx, text)
+                    return None if words is None else words * max(count, 0)
+            return None
+        if isinstance(node.operator, cst.Add):
+            left, right = _literal_words(ctx, node.left), _literal_words(ctx, node.right)
+            return None if left is None or right is None else left + right
+    return None
 
 
 def _with_truncation(call: cst.Call) -> cst.Call:

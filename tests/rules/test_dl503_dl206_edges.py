@@ -162,16 +162,164 @@ def test_dl503_silent_without_transformers_loads():
     assert _lines(code, "DL503") == []
 
 
-def test_dl503_silent_for_processor_and_pipeline():
+def test_dl503_silent_for_processor():
     code = """
-    from transformers import AutoProcessor, AutoModel, pipeline
+    from transformers import AutoProcessor, AutoModel
     proc = AutoProcessor.from_pretrained("openai/clip-vit-base-patch32")
     model = AutoModel.from_pretrained("openai/clip-vit-base-patch32")
     out = model(**proc(text=caption, images=img, return_tensors="pt"))
-    clf = pipeline("text-classification", model="bert-base-uncased")
-    res = clf(doc)
     """
     assert _lines(code, "DL503") == []
+
+
+# ---------------------------------------------------------------------- DL503 pipelines
+
+PIPE_HEADER = """
+from transformers import pipeline, AutoModelForSequenceClassification
+"""
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        "clf = pipeline('text-classification', model='bert-base-uncased')\nres = clf(doc)",
+        "clf = pipeline(task='sentiment-analysis')\nres = clf(doc)",
+        "res = pipeline('sentiment-analysis')(doc)",
+        "clf = pipeline('sentiment-analysis', truncation=False)\nres = clf(doc)",
+        "clf = pipeline('sentiment-analysis')\nres = clf(inputs=doc, top_k=None)",
+        "clf = pipeline('feature-extraction', model='roberta-base', device=0)\nres = clf(docs)",
+        "clf = pipeline('fill-mask', model='distilbert-base-uncased')\nres = clf(text)",
+        "clf = pipeline('text-classification', model='nlptown/bert-base-multilingual-uncased-sentiment')\n"
+        "for line in open(path):\n    print(clf(line))",
+        "m = AutoModelForSequenceClassification.from_pretrained('roberta-base')\n"
+        "clf = pipeline('text-classification', model=m, tokenizer=t)\nres = clf(doc)",
+        "def make(name='distilbert-base-uncased-finetuned-sst-2-english'):\n"
+        "    clf = pipeline('text-classification', model=name)\n    return clf(doc)",
+        "clf = pipeline('sentiment-analysis')\nres = clf(' '.join(['word'] * 600))",
+        "clf = pipeline('sentiment-analysis')\nres = clf('word ' * 600)",
+    ],
+)
+def test_dl503_pipeline_flagged(use):
+    assert len(_lines(PIPE_HEADER + use + "\n", "DL503")) == 1
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        "clf = pipeline('sentiment-analysis', truncation=True)\nres = clf(doc)",
+        "clf = pipeline('sentiment-analysis')\nres = clf(doc, truncation=True)",
+        "clf = pipeline('sentiment-analysis')\nres = clf(doc, truncation=flag)",
+        "clf = pipeline('sentiment-analysis', max_length=512)\nres = clf(doc)",
+        "clf = pipeline('sentiment-analysis', **opts)\nres = clf(doc)",
+        "clf = pipeline('sentiment-analysis')\nres = clf(doc, **opts)",
+        "clf = pipeline('fill-mask')\nres = clf(text, tokenizer_kwargs={'truncation': True})",
+        "clf = pipeline('sentiment-analysis')\nres = clf('short and sweet')",
+        "clf = pipeline('sentiment-analysis')\nres = clf(['good', 'bad film'])",
+        "clf = pipeline('sentiment-analysis')\nfor t in ['good', 'bad film']:\n    print(clf(t))",
+        "clf = pipeline('sentiment-analysis')\nres = clf(doc[:1000])",
+        "clf = pipeline('sentiment-analysis')\nfor doc in docs:\n    if len(doc) > 1000:\n        continue\n"
+        "    print(clf(doc))",
+        "clf = pipeline('ner')\nres = clf(doc)",
+        "clf = pipeline('token-classification', model='dslim/bert-base-NER')\nres = clf(doc)",
+        "clf = pipeline('zero-shot-classification')\nres = clf(doc, candidate_labels=['a', 'b'])",
+        "clf = pipeline('question-answering')\nres = clf(question=q, context=doc)",
+        "clf = pipeline('text-generation', model='gpt2')\nres = clf(prompt)",
+        "clf = pipeline('summarization')\nres = clf(doc)",
+        "clf = pipeline(task)\nres = clf(doc)",
+        "clf = pipeline('text-classification', model=path)\nres = clf(doc)",
+        "clf = pipeline('text-classification', model='microsoft/deberta-v3-base')\nres = clf(doc)",
+        "clf = pipeline('text-classification', model='gpt2')\nres = clf(doc)",
+        "clf = pipeline('sentiment-analysis')\nclf.model.eval()\ntok = clf.tokenizer",
+        "clf = pipeline('sentiment-analysis')\nres = clf(row['headline'])",
+        "clf = pipeline('sentiment-analysis')\nfor tweet in tweets:\n    print(clf(tweet.strip()))",
+        "clf = pipeline('sentiment-analysis')\nres = clf(self.search_query)",
+    ],
+)
+def test_dl503_pipeline_silent(use):
+    assert _lines(PIPE_HEADER + use + "\n", "DL503") == []
+
+
+def test_dl503_pipeline_held_by_the_instance():
+    code = """
+    from transformers import pipeline
+    class Sentiment:
+        def __init__(self):
+            self.clf = pipeline("sentiment-analysis", model="distilbert-base-uncased-finetuned-sst-2-english")
+        def __call__(self, text):
+            return self.clf(text)[0]["label"]
+    """
+    _, _, found = _lint(code, "DL503")
+    assert [f.line for f in found] == [6]
+    assert "512 positions of the DistilBERT model" in found[0].message
+
+
+def test_dl503_pipeline_fix_and_message():
+    code = PIPE_HEADER + "clf = pipeline('fill-mask')\nres = clf(text)\nfe = pipeline('feature-extraction')\nv = fe(text)\n"
+    _, _, found = _lint(code, "DL503")
+    assert len(found) == 2
+    fill, feat = found
+    assert fill.fix is None and 'tokenizer_kwargs={"truncation": True}' in fill.message
+    assert "RoBERTa" in fill.message and "DistilBERT" in feat.message
+    assert _fixed(code, "DL503").endswith("v = fe(text, truncation=True)\n")
+
+
+# ---------------------------------------------------------------------- DL503 checkpoint identity
+
+
+def test_dl503_checkpoint_from_argparse_default_dataclass_and_fstring():
+    argparse_code = """
+    import argparse
+    from transformers import AutoTokenizer, AutoModelForCausalLM
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="distilgpt2")
+    args = parser.parse_args()
+    tok = AutoTokenizer.from_pretrained(args.model)
+    lm = AutoModelForCausalLM.from_pretrained(args.model)
+    out = lm(**tok(prompt, return_tensors="pt"))
+    """
+    _, _, found = _lint(argparse_code, "DL503")
+    assert [f.line for f in found] == [8] and "1024 for GPT-2" in found[0].message
+    dataclass_template = """
+    from dataclasses import dataclass, field
+    from transformers import AutoTokenizer, AutoModelForCausalLM, AutoModelForSequenceClassification
+    @dataclass
+    class Args:
+        model_name_or_path: str = field(default={default!r})
+    args = Args()
+    tok = AutoTokenizer.from_pretrained(args.model_name_or_path)
+    lm = {cls}.from_pretrained(args.model_name_or_path)
+    out = lm(**tok(prompt, return_tensors="pt"))
+    """
+    assert _lines(dataclass_template.format(default="gpt2", cls="AutoModelForCausalLM"), "DL503") == [9]
+    # a rotary family by its default: exempt even behind an encoder-style Auto class
+    llama = dataclass_template.format(default="meta-llama/Llama-2-7b-hf", cls="AutoModelForSequenceClassification")
+    assert _lines(llama, "DL503") == []
+    unknown = dataclass_template.format(default=None, cls="AutoModelForSequenceClassification")
+    assert _lines(unknown, "DL503") == [9]  # unknown checkpoint, encoder Auto class
+    fstring_code = """
+    from transformers import AutoTokenizer, AutoModelForCausalLM
+    def load(size):
+        tok = AutoTokenizer.from_pretrained(f"gpt2-{size}")
+        lm = AutoModelForCausalLM.from_pretrained(f"gpt2-{size}")
+        return lm(**tok(prompt, return_tensors="pt"))
+    """
+    assert _lines(fstring_code, "DL503") == [5]
+
+
+def test_dl503_short_by_name_only_when_every_part_is():
+    assert _lines(HEADER + "enc = tok(titles, padding=True, return_tensors='pt')\nout = model(**enc)\n", "DL503") == []
+    assert _lines(HEADER + "enc = tok(query, passage, return_tensors='pt')\nout = model(**enc)\n", "DL503") == [5]
+    assert _lines(HEADER + "enc = tok(query, title, return_tensors='pt')\nout = model(**enc)\n", "DL503") == []
+    # "text" and "sentence" say nothing about the length
+    assert _lines(HEADER + "enc = tok(sentence, return_tensors='pt')\nout = model(**enc)\n", "DL503") == [5]
+
+
+def test_dl503_literal_text_longer_than_the_limit():
+    code = HEADER + "enc = tok('lorem ipsum ' * 300, return_tensors='pt')\nout = model(**enc)\n"
+    _, _, found = _lint(code, "DL503")
+    assert len(found) == 1
+    short = HEADER + "enc = tok('lorem ipsum ' * 200, return_tensors='pt')\nout = model(**enc)\n"
+    assert _lines(short, "DL503") == []
 
 
 def test_dl503_silent_when_model_is_rebound_to_something_else():
