@@ -11,6 +11,7 @@ train / eval mode of a model at a call, the names it flows to, where a statement
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
 
 
@@ -481,4 +482,104 @@ def fuses_batch_norm(ctx: Any, groups: Any) -> bool:
         names = [n.lower() for n in names if isinstance(n, str)]
         if len(names) == 3 or any(("bn" in n or "norm" in n or "batch" in n) for n in names):
             return True
+    return False
+
+
+def escapes(ctx: Any, root: Any, names: Set[str], order: int) -> bool:
+    """Whether one of ``names`` leaves the scope after event ``order``: returned or yielded by the
+    function, or stored on another object (``self.model = m``, ``d["m"] = m``). At a script's top
+    level only the stores count: no code after the file's end can run it."""
+    tracked = flows(ctx, root, next(iter(names)), order) | set(names)
+    for name in list(tracked):
+        tracked |= flows(ctx, root, name, order)
+    for items in ctx.object_events(root).values():
+        for event in items:
+            if event.order > order and event.kind == "setattr" and event.value is not None:
+                if tracked & names_in(event.value):
+                    return True
+    if not isinstance(root, cst.FunctionDef):
+        return False
+    todo = list(root.body.children)
+    while todo:
+        current = todo.pop()
+        if isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        if isinstance(current, (cst.Return, cst.Yield)) and current.value is not None:
+            if {n.split(".")[0] for n in names_in(current.value)} & {n.split(".")[0] for n in tracked}:
+                return True
+        if isinstance(current, cst.Assign):
+            for target in current.targets:
+                if isinstance(target.target, (cst.Attribute, cst.Subscript)) and tracked & names_in(current.value):
+                    return True
+        todo.extend(current.children)
+    return False
+
+
+#: Calls that build plain tensors or constants, never a module.
+TENSOR_FACTORIES = frozenset({"tensor", "as_tensor", "from_numpy", "zeros", "ones", "empty", "full", "rand", "randn",
+                              "randint", "arange", "linspace", "eye", "Parameter", "int", "float", "bool", "str",
+                              "tuple", "list", "dict"})
+
+#: A path that holds tests.
+TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*$|[^/]*_test\.py$)")
+
+
+def forward_runs_no_submodule(cls: Any) -> bool:
+    """Whether the ``forward`` of class ``cls`` can run no submodule: it never mentions ``self``,
+    or only reads attributes the class assigns from tensor factories (``torch.tensor``,
+    ``torch.zeros``, ``nn.Parameter``) or literals. Eager quantisation only swaps submodules, so
+    such a model has nothing that convert() would quantise."""
+    forward = next(
+        (s for s in cls.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "forward"), None
+    )
+    if forward is None:
+        return False
+    plain: Set[str] = set()
+    other: Set[str] = set()
+    todo: List[Any] = [cls.body]
+    while todo:
+        current = todo.pop()
+        if isinstance(current, (cst.Assign, cst.AnnAssign, cst.AugAssign)):
+            targets = [t.target for t in current.targets] if isinstance(current, cst.Assign) else [current.target]
+            for target in targets:
+                if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) and target.value.value == "self":
+                    value = current.value
+                    simple = isinstance(value, (cst.Integer, cst.Float, cst.SimpleString, cst.Name)) and not (
+                        isinstance(value, cst.Name) and value.value not in ("True", "False", "None")
+                    )
+                    if isinstance(value, cst.Call):
+                        func = value.func
+                        last = func.attr.value if isinstance(func, cst.Attribute) else (
+                            func.value if isinstance(func, cst.Name) else None)
+                        simple = last in TENSOR_FACTORIES
+                    (plain if simple else other).add(target.attr.value)
+        if isinstance(current, cst.Call) and isinstance(current.func, cst.Attribute):
+            if current.func.attr.value in ("add_module", "register_module", "register_parameter"):
+                return False
+        todo.extend(current.children)
+    used: Set[str] = set()
+    todo = [forward.body]
+    while todo:
+        current = todo.pop()
+        if isinstance(current, cst.Attribute) and isinstance(current.value, cst.Name) and current.value.value == "self":
+            used.add(current.attr.value)
+            continue
+        if isinstance(current, cst.Name) and current.value == "self":
+            return False  # self passed on whole (getattr(self, ...), helper(self))
+        todo.extend(current.children)
+    return all(attr in plain and attr not in other for attr in used)
+
+
+def is_test_module(ctx: Any) -> bool:
+    """A test file: a tests/ path or test_*.py / *_test.py name, or a module defining a TestCase
+    class or top-level ``test_*`` functions."""
+    if TEST_PATH.search((ctx.path or "").replace("\\", "/")):
+        return True
+    for statement in ctx.module.body:
+        if isinstance(statement, cst.FunctionDef) and statement.name.value.startswith("test_"):
+            return True
+        if isinstance(statement, cst.ClassDef):
+            for base in statement.bases:
+                if (dotted_name(base.value) or "").endswith("TestCase"):
+                    return True
     return False

@@ -12,7 +12,7 @@ through ``Context.object_events`` of the function (or of the module's top level)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import libcst as cst
 
@@ -322,7 +322,8 @@ def quantized_io(ctx: Any) -> Dict[str, bool]:
     def compute(c: Any) -> Dict[str, bool]:
         found = {"input": False, "output": False}
         dtype_names: Set[str] = set()
-        nodes = list(walk_all(c.module))
+        dead = dead_branch_nodes(c)
+        nodes = [n for n in walk_all(c.module) if id(n) not in dead]
         for node in nodes:
             if isinstance(node, cst.Assign) and _dtype_subscript(node.value):
                 for target in node.targets:
@@ -500,15 +501,18 @@ def representative_generators(ctx: Any) -> Dict[int, cst.FunctionDef]:
         defs = function_defs(c)
         lambdas: Dict[str, List[Any]] = {}
         values: List[Any] = []
+        assigns: Dict[int, Any] = {}
         for node in walk_all(c.module):
             if isinstance(node, cst.Assign):
                 for target in node.targets:
                     t = target.target
                     if isinstance(t, cst.Attribute) and t.attr.value == "representative_dataset":
                         values.append(node.value)
+                        assigns[id(node.value)] = node
                     elif isinstance(t, cst.Name):
                         lambdas.setdefault(t.value, []).append(node.value)
         out: Dict[int, cst.FunctionDef] = {}
+        position = _statement_positions(c.module)
 
         def add(value: Any, depth: int) -> None:
             if depth > 3 or value is None:
@@ -531,7 +535,7 @@ def representative_generators(ctx: Any) -> Dict[int, cst.FunctionDef]:
                         if any(isinstance(n, cst.Yield) for n in walk_function(factory)):
                             out[id(factory)] = factory
             elif isinstance(value, cst.Name):
-                found = defs.get(value.value, ())
+                found = _reaching(defs.get(value.value, ()), assigns.get(id(value)), position)
                 for function in found:
                     out[id(function)] = function
                 assigned = lambdas.get(value.value, [])
@@ -543,6 +547,51 @@ def representative_generators(ctx: Any) -> Dict[int, cst.FunctionDef]:
         return out
 
     return ctx.memo("tflite-representative-generators", compute)
+
+
+def _statement_positions(module: cst.Module) -> Dict[int, Tuple[int, int]]:
+    """For every statement directly in a block (the module body, a function or class body, a
+    branch): (id of the block, index in it). Loop bodies are left out: a later definition there
+    reaches earlier statements on the next iteration."""
+    out: Dict[int, Tuple[int, int]] = {}
+    todo: List[Any] = [module]
+    while todo:
+        current = todo.pop()
+        body = None
+        if isinstance(current, cst.Module):
+            body = current.body
+        elif isinstance(current, cst.IndentedBlock):
+            body = current.body
+        if body is not None:
+            for index, statement in enumerate(body):
+                out[id(statement)] = (id(current), index)
+                if isinstance(statement, cst.SimpleStatementLine):
+                    for small in statement.body:
+                        out[id(small)] = (id(current), index)
+        if isinstance(current, (cst.For, cst.While)):
+            todo.extend(c for c in current.children if c is not current.body)
+            if current.orelse is not None:
+                todo.append(current.orelse)
+            continue
+        todo.extend(current.children)
+    return out
+
+
+def _reaching(functions: Any, assign: Any, position: Dict[int, Tuple[int, int]]) -> List[cst.FunctionDef]:
+    """Of the definitions of one name, those that can be the one bound when ``assign`` runs: when
+    the assignment and some definitions sit in the same block, only the last definition before
+    it there; definitions after it in that block (a redefinition for later code) are dropped."""
+    functions = list(functions)
+    where = position.get(id(assign)) if assign is not None else None
+    if where is None or len(functions) < 2:
+        return functions
+    block, index = where
+    same = [(position[id(f)][1], f) for f in functions if position.get(id(f), (None, 0))[0] == block]
+    before = [item for item in same if item[0] < index]
+    if not before:
+        return functions
+    last = max(before, key=lambda item: item[0])[1]
+    return [f for f in functions if f is last or position.get(id(f), (None, 0))[0] != block]
 
 
 def strip_dataset_methods(node: Any) -> Any:
@@ -578,3 +627,77 @@ def makes_dataset(ctx: Any, node: Any, depth: int = 0) -> bool:
     if name == "tensorflow_datasets.load":
         return ctx.keyword(node, "split") is not None
     return False
+
+
+_FALSY = ("False", "None")
+
+
+def _falsy(node: Any) -> bool:
+    return (isinstance(node, cst.Name) and node.value in _FALSY) or (
+        isinstance(node, cst.Integer) and node.value == "0"
+    )
+
+
+def dead_branch_nodes(ctx: Any) -> Set[int]:
+    """Ids of the nodes in branches no call in the file can reach: ``if flag:`` (or the ``else`` of
+    ``if not flag:``) in a function whose every call in the file passes a falsy literal
+    (``False`` / ``None`` / ``0``, or leaves a falsy default) for the parameter ``flag``. The
+    function must be called at least once and be used only by calling it by name."""
+
+    def compute(c: Any) -> Set[int]:
+        defs = function_defs(c)
+        calls: Dict[str, List[cst.Call]] = {}
+        mentions: Dict[str, int] = {}
+        for node in walk_all(c.module):
+            if isinstance(node, cst.Call):
+                func = node.func
+                name = func.value if isinstance(func, cst.Name) else (
+                    func.attr.value if isinstance(func, cst.Attribute) else None)
+                if name is not None:
+                    calls.setdefault(name, []).append(node)
+            if isinstance(node, cst.Name):
+                mentions[node.value] = mentions.get(node.value, 0) + 1
+            elif isinstance(node, cst.Attribute):
+                mentions[node.attr.value] = mentions.get(node.attr.value, 0) + 1
+        dead: Set[int] = set()
+        for name, functions in defs.items():
+            if len(functions) != 1 or not calls.get(name):
+                continue
+            function = functions[0]
+            # every other mention of the name is the func of one of those calls (+1 for the def itself)
+            if mentions.get(name, 0) != len(calls[name]) + 1:
+                continue
+            params = list(function.params.posonly_params) + list(function.params.params)
+            positions = {p.name.value: i for i, p in enumerate(params)}
+            offset = 1 if params and params[0].name.value in ("self", "cls") else 0
+            for node in walk_function(function):
+                if not isinstance(node, cst.If):
+                    continue
+                test, negated = node.test, False
+                if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+                    test, negated = test.expression, True
+                if not isinstance(test, cst.Name) or test.value not in positions:
+                    continue
+                flag = test.value
+                param = params[positions[flag]]
+                if not all(_passes_falsy(call, flag, positions[flag], offset, param) for call in calls[name]):
+                    continue
+                branch = node.orelse if negated else node.body
+                if branch is not None:
+                    dead |= {id(n) for n in walk_all(branch)}
+        return dead
+
+    return ctx.memo("tflite-dead-branches", compute)
+
+
+def _passes_falsy(call: cst.Call, flag: str, position: int, offset: int, param: Any) -> bool:
+    if any(a.star for a in call.args):
+        return False
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == flag:
+            return _falsy(arg.value)
+    positional = [a for a in call.args if a.keyword is None]
+    index = position - (offset if isinstance(call.func, cst.Attribute) else 0)
+    if 0 <= index < len(positional):
+        return _falsy(positional[index].value)
+    return param.default is not None and _falsy(param.default)

@@ -18,6 +18,7 @@ from dllint.rules.optimization._quant import (
     PREPARE_QAT,
     QAT_ENTRY_POINTS,
     QUANTIZE,
+    escapes,
     event_of,
     insert_before,
     later_uses,
@@ -71,7 +72,9 @@ class PtqPrepareOrFuseNotInEval(Rule):
     attribute with no mode call in the function, a model that went through a helper (`train(m)`,
     `load(m)`) or that came from a loader (`torch.load`, `from_pretrained`), a mode call inside a
     branch or loop that does not also hold the step. A prepared or converted model switched to
-    `eval()` before its first use is fine. Functions that run a QAT flow (`prepare_qat`,
+    `eval()` before its first use is fine, and so is one that nothing runs after the step and that
+    does not leave the scope (not returned, yielded or stored on another object): a shell prepared
+    and converted only to receive a quantised checkpoint, or to be printed, never runs in train mode. Functions that run a QAT flow (`prepare_qat`,
     `fuse_modules_qat`, ...) are left to DL202 for `fuse_modules`. FX `prepare_qat_fx` has no mode
     check and is not covered.
     """
@@ -184,6 +187,14 @@ class PtqPrepareOrFuseNotInEval(Rule):
             model.eval()
             torch.ao.quantization.prepare(model, inplace=True)
             """), "Linear+ReLU fusion has no BatchNorm to fold; eval() before prepare"),
+        Valid(dedent("""
+            import torch
+            shell = TinyNet()
+            shell.qconfig = torch.ao.quantization.get_default_qconfig("fbgemm")
+            shell = torch.ao.quantization.convert(torch.ao.quantization.prepare(shell))
+            shell.load_state_dict(torch.load("tiny_int8_state.pt"))
+            print(shell)
+            """), "an int8 shell only built to receive a checkpoint and inspected: nothing runs it in train mode"),
     )
 
     INVALID = (
@@ -296,6 +307,28 @@ class PtqPrepareOrFuseNotInEval(Rule):
                 """),
             note="torchao PT2E: captured in train mode",
         ),
+        Invalid(
+            dedent("""
+                import torch
+
+                def build_int8(loader):
+                    net = TinyNet()
+                    net.qconfig = torch.ao.quantization.get_default_qconfig("fbgemm")
+                    torch.ao.quantization.prepare(net, inplace=True)
+                    return net
+                """),
+            fixed=dedent("""
+                import torch
+
+                def build_int8(loader):
+                    net = TinyNet()
+                    net.qconfig = torch.ao.quantization.get_default_qconfig("fbgemm")
+                    net.eval()
+                    torch.ao.quantization.prepare(net, inplace=True)
+                    return net
+                """),
+            note="prepared in train mode and handed back to a caller that will calibrate it",
+        ),
     )
 
     def __init__(self, ctx: Any, sink: Any) -> None:
@@ -358,9 +391,14 @@ class PtqPrepareOrFuseNotInEval(Rule):
                 return event.name == "eval" or bool(event.node.args)
             if event.kind == "called" or (event.kind == "method" and event.name == "forward"):
                 return False
+            if event.kind == "argument" and event.name in RUNS_OR_KEEPS_MODE:
+                return False  # traced / exported / pickled in train mode
             if event.kind == "argument" and event.name not in MODE_NEUTRAL_CALLEES:
                 return True  # a helper (calibrate(model, loader)) may switch it to eval first
-        return False
+        # Nothing here runs it: the mode only matters when it leaves this scope still in train mode
+        # (returned, yielded, stored on another object); a model that is only prepared / converted,
+        # inspected or given a checkpoint here is never run in the wrong mode.
+        return not escapes(self.ctx, root, names, order)
 
     # ------------------------------------------------------------------ QAT
 
@@ -442,6 +480,11 @@ class PtqPrepareOrFuseNotInEval(Rule):
         if statement is None:
             return None
         return Fix(message, [insert_before(statement, code)], kind)
+
+
+#: Calls that run the model in its current mode or keep that mode with it.
+RUNS_OR_KEEPS_MODE = frozenset({"torch.jit.trace", "torch.jit.script", "torch.save", "torch.onnx.export",
+                                "torch.export.export"})
 
 
 def _runs_qat(ctx: Any, root: Any) -> bool:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any, List, Optional, Set
 
 import libcst as cst
@@ -13,8 +14,13 @@ from dllint.rules.optimization._quant import (
     PREPARE,
     PREPARE_FX,
     PREPARE_PT2E,
+    escapes,
+    flows,
+    forward_runs_no_submodule,
+    is_test_module,
     root_of,
 )
+from dllint.rules.optimization.dl204_eager_quant_missing_quantstub import resolve_model
 
 #: The convert step of each static post-training flow -> the prepare steps it pairs with.
 PAIRS = {
@@ -32,6 +38,14 @@ INERT_METHODS = frozenset({"eval", "train", "to", "cpu", "cuda", "float", "half"
 #: Calls receiving the prepared model that cannot run it.
 INERT_CALLEES = frozenset({"print", "len", "str", "repr", "isinstance", "type", "id", "logging.info",
                            "logger.info", "log.info", "copy.deepcopy"})
+
+#: Callees that only measure or show a converted model (size comparisons), never run it.
+MEASURING = re.compile(r"(^|_)(size|param|params|parameters|summary|print|pprint|nbytes|bytes|footprint)($|_)"
+                       r"|^(print|len|str|repr|type|isinstance|id)$", re.IGNORECASE)
+
+#: Methods of a converted model that only inspect it.
+INSPECTING = frozenset({"parameters", "named_parameters", "state_dict", "modules", "named_modules", "children",
+                        "named_children", "buffers", "named_buffers", "extra_repr"})
 
 #: Words in a qconfig that mark a flow needing no calibration (dynamic / weight-only quantisation).
 NO_CALIBRATION_MARKERS = ("dynamic", "weight_only", "float16", "fp16", "placeholder", "memoryless",
@@ -62,7 +76,12 @@ class PtqMissingCalibration(Rule):
     Not reported: QAT flows (`prepare_qat`, calibrated by training), dynamic and weight-only
     quantisation set up through prepare/convert (a qconfig mentioning `dynamic`, `weight_only`,
     `float16`, placeholder observers), `quantize(model, run_fn, ...)` (it runs `run_fn` itself),
-    and a prepared model that reaches convert through a helper function (not followed).
+    a prepared model that reaches convert through a helper function (not followed), eager flows in
+    a file that never mentions a qconfig (prepare then inserts no observer and convert changes
+    nothing), a model class of the file whose forward runs no submodule, a converted model that
+    is afterwards only measured or shown (`count_params(q)`, `print_size_of_model(q)`, `print(q)`:
+    never run, returned, stored or saved), and test files (tests/ paths, test_*.py, modules with
+    TestCase classes or test_* functions), which build uncalibrated int8 models on purpose.
     """
 
     code = "DL203"
@@ -141,6 +160,52 @@ class PtqMissingCalibration(Rule):
             quantized = convert_fx(prepared)
             quantized.load_state_dict(torch.load("int8.pth"))
             """), "a quantised checkpoint supplies the scales"),
+        Valid(dedent("""
+            import torch
+            from torch.ao.quantization import quantize_fx
+
+            def int8_size(model, qconfig_mapping, example):
+                staged = quantize_fx.prepare_fx(model.eval(), qconfig_mapping, example)
+                small = quantize_fx.convert_fx(staged)
+                print("parameters:", count_params(small), "bytes:", size_on_disk(small))
+            """), "converted only to compare sizes; never run, returned or saved"),
+        Valid(dedent("""
+            import torch
+            import unittest
+
+            class TestInt8Lowering(unittest.TestCase):
+                def test_lowered_graph_keeps_qconv(self):
+                    net = QuantWrapper(torch.nn.Conv2d(2, 2, 1))
+                    net.qconfig = torch.ao.quantization.get_default_qconfig("fbgemm")
+                    torch.ao.quantization.prepare(net, inplace=True)
+                    torch.ao.quantization.convert(net, inplace=True)
+                    self.assertIn("quantized", str(torch.jit.trace(net, x).graph))
+            """), "a test module: operator / lowering tests build uncalibrated int8 models on purpose"),
+        Valid(dedent("""
+            import torch
+
+            def to_int8(net):
+                staged = torch.ao.quantization.prepare(net)
+                return torch.ao.quantization.convert(staged)
+            """), "eager flow in a file that never sets a qconfig: prepare observes nothing, the model stays float"),
+        Valid(dedent("""
+            import torch
+            import torch.nn as nn
+
+            class Oscillator(nn.Module):
+                def __init__(self, k):
+                    super().__init__()
+                    self.k = torch.tensor(k)
+
+                def forward(self, t):
+                    return torch.cos(self.k * t)
+
+            osc = Oscillator(0.3).eval()
+            osc.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+            torch.ao.quantization.prepare(osc, inplace=True)
+            torch.ao.quantization.convert(osc, inplace=True)
+            print(osc(t))
+            """), "forward runs no submodule: nothing has observers, nothing is converted"),
     )
 
     INVALID = (
@@ -181,6 +246,7 @@ class PtqMissingCalibration(Rule):
             dedent("""
                 import torch
                 import torch.ao.quantization as tq
+                model.qconfig = tq.get_default_qconfig("x86")
                 qmodel = tq.convert(tq.prepare(model.eval()))
                 """),
             note="nested",
@@ -203,11 +269,15 @@ class PtqMissingCalibration(Rule):
         pairs = PAIRS.get(callee or "")
         if pairs is None:
             return
+        # Test files build uncalibrated quantised models on purpose (operator, export and
+        # serialisation tests compare the converted model with itself, not with the float one).
+        if ctx.memo("dl203:test-module", is_test_module):
+            return
         arg = ctx.argument(node, 0, "module" if callee in CONVERT else "model")
         if arg is None:
             return
         if isinstance(arg, cst.Call) and ctx.call_name(arg) in pairs:
-            if not self._no_calibration_flow(arg):
+            if not self._no_calibration_flow(arg) and not (ctx.call_name(arg) in PREPARE and "qconfig" not in ctx.source):
                 self.report(node)
             return
         name = dotted_name(arg)
@@ -230,7 +300,53 @@ class PtqMissingCalibration(Rule):
             return
         if self._loads_quantized_weights(root, name, convert_event):
             return
+        if self._nothing_to_observe(prepare_call, name, events, prepare_event.order):
+            return
+        if self._only_measured(root, node, name, convert_event):
+            return
         self.report(node)
+
+    def _nothing_to_observe(self, prepare_call: cst.Call, name: str, events: Any, order: int) -> bool:
+        """Eager flows only: no qconfig anywhere in the file (prepare inserts no observer, convert
+        quantises nothing: the model stays float and right), or a model class of this file whose
+        forward runs no submodule (nothing converted ever runs)."""
+        ctx = self.ctx
+        if ctx.call_name(prepare_call) not in PREPARE:
+            return False
+        if "qconfig" not in ctx.source:
+            return True
+        model = ctx.argument(prepare_call, 0, "model")
+        if model is None:
+            return False
+        result = resolve_model(ctx, model, events, order, function=ctx.function())
+        return result is not None and result[0] == "class" and forward_runs_no_submodule(result[1])
+
+    def _only_measured(self, root: Any, node: cst.Call, name: str, convert_event: Any) -> bool:
+        """The converted model is only measured or shown afterwards (``size_of(q)``,
+        ``count_parameters(q)``, ``print(q)``): nothing runs it, it is not returned, stored or
+        saved, so its scales never produce a number. At least one such use is required."""
+        ctx = self.ctx
+        names = {name}
+        parent = ctx.parent()
+        if isinstance(parent, cst.Assign) and parent.value is node:
+            names |= {dotted_name(t.target) for t in parent.targets if dotted_name(t.target)}
+        for item in list(names):
+            names |= flows(ctx, root, item, convert_event.order)
+        uses = 0
+        for key in names:
+            for event in ctx.object_events(root).get(key, ()):
+                if event.order <= convert_event.order or event.node is node:
+                    continue
+                if event.kind == "method" and event.name in INSPECTING | INERT_METHODS - {"to", "cpu", "cuda"}:
+                    uses += 1
+                    continue
+                if event.kind == "argument" and MEASURING.search((event.name or "").rsplit(".", 1)[-1]):
+                    uses += 1
+                    continue
+                if event.kind == "assign":
+                    continue
+                return False
+        return uses > 0 and not escapes(ctx, root, names, convert_event.order)
 
     def _loads_quantized_weights(self, root: Any, name: str, convert_event: Any) -> bool:
         """Whether the converted model then gets a quantised checkpoint (``load_state_dict``, or a

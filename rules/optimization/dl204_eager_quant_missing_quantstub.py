@@ -7,7 +7,7 @@ import libcst as cst
 
 from dllint.context import dotted_name
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
-from dllint.rules.optimization._quant import _spellings
+from dllint.rules.optimization._quant import _spellings, forward_runs_no_submodule
 
 #: Eager-mode entry points that insert observers / fake quantisers module by module and whose
 #: converted model expects quantised tensors at every quantised module's input.
@@ -296,7 +296,9 @@ class EagerQuantMissingQuantStub(Rule):
     a class whose base is not `nn.Module` / `nn.Sequential` or a class of the file), for
     torchvision quantizable models, for models passed to `QuantWrapper` or `nn.Sequential`
     anywhere in the function, in files that never assign a qconfig (`prepare` is then a no-op) and
-    in files that quantise inputs by hand (`torch.quantize_per_tensor`).
+    in files that quantise inputs by hand (`torch.quantize_per_tensor`), and for a class whose
+    `forward` runs no submodule (it only reads attributes built from tensor factories or literals):
+    eager convert swaps submodules, so nothing quantised ever runs there.
     """
 
     code = "DL204"
@@ -434,6 +436,24 @@ class EagerQuantMissingQuantStub(Rule):
                 def _impl(self, x):
                     return self.body(self.quant(x))
             """), "the stub is called from another method"),
+        Valid(dedent("""
+            import torch
+            import torch.nn as nn
+
+            class Ising(nn.Module):
+                def __init__(self, coupling, steps):
+                    super().__init__()
+                    self.coupling = torch.tensor(coupling)
+                    self.steps = steps
+
+                def forward(self, spins):
+                    return torch.tanh(spins @ self.coupling)
+
+            solver = Ising(weights, 50).eval()
+            solver.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+            torch.ao.quantization.prepare(solver, inplace=True)
+            torch.ao.quantization.convert(solver, inplace=True)
+            """), "forward runs no submodule (tensor maths on a buffer-like attribute): nothing is converted"),
     )
 
     INVALID = (
@@ -596,8 +616,8 @@ class EagerQuantMissingQuantStub(Rule):
         if result is None:
             return
         if result[0] == "class":
-            if lacks_stubs(ctx, result[1]) is not True:
-                return
+            if lacks_stubs(ctx, result[1]) is not True or forward_runs_no_submodule(result[1]):
+                return  # stubs present, or a forward that runs no submodule: nothing quantised runs
         elif result[0] != "torchvision":
             return
         self.report(model, fix=self._fix(node, model, qualified))

@@ -62,7 +62,9 @@ class TfliteQuantizedIoNotScaled(Rule):
     name assigned several times, for raw uint8 images (no float preprocessing), and for outputs
     only passed to `argmax` (the order of the classes survives quantisation). A function that
     serves both the float and the quantised model in the same file is flagged: it breaks on the
-    quantised one.
+    quantised one. Integer I/O set only in an `if flag:` branch of a function that every call in
+    the file invokes with a falsy literal for `flag` (or its falsy default) does not count: no
+    model of the file has integer I/O then.
     """
 
     code = "DL212"
@@ -143,6 +145,32 @@ class TfliteQuantizedIoNotScaled(Rule):
                 x = quantize_input(img / 255.0, interpreter)
                 interpreter.set_tensor(0, x)
             """), "a helper that says it quantises"),
+        Valid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            def accuracy(interpreter, pictures, labels):
+                slot = interpreter.get_input_details()[0]["index"]
+                hits = 0
+                for picture, label in zip(pictures, labels):
+                    interpreter.set_tensor(slot, (picture[None] / 255.0).astype(np.float32))
+                    interpreter.invoke()
+                    hits += int(np.argmax(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])) == label)
+                return hits / len(labels)
+
+            def export(keras_model, full_int):
+                conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                if full_int:
+                    conv.representative_dataset = calibration_batches
+                    conv.inference_input_type = tf.int8
+                    conv.inference_output_type = tf.int8
+                interp = tf.lite.Interpreter(model_content=conv.convert())
+                interp.allocate_tensors()
+                return accuracy(interp, pictures, labels)
+
+            print(export(net, False), export(small_net, full_int=False))
+            """), "the integer-I/O branch is behind a flag every call in the file passes as False"),
     )
 
     INVALID = (

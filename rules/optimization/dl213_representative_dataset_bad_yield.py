@@ -54,7 +54,9 @@ class RepresentativeDatasetBadYield(Rule):
     Finds the generator assigned to `converter.representative_dataset` (a function defined in the
     file, given by name, through a lambda such as `lambda: gen(data)`, `functools.partial`,
     `tf.lite.RepresentativeDataset(gen)`, or a factory defined here that returns a nested
-    generator) and reports, in that generator:
+    generator; when the name is defined several times in the block of the assignment, only the
+    last definition before it, since a later one is not the function the converter was given)
+    and reports, in that generator:
 
     1. `yield x` where `x` is a bare array or tensor (an `np.*` / `tf.*` array call, `.astype`,
        `.numpy()`, arithmetic, `x[None]`, the element of a `tf.data.Dataset.from_tensor_slices`
@@ -158,6 +160,23 @@ class RepresentativeDatasetBadYield(Rule):
             from models.tf import representative_dataset_gen
             converter.representative_dataset = lambda: representative_dataset_gen(dataset, ncalib=100)
             """), "generator defined in another file"),
+        Valid(dedent("""
+            import numpy as np
+            import tensorflow as tf
+
+            def calib():
+                for frame in recorded_frames[:200]:
+                    yield [frame[None].astype(np.float32)]
+
+            lite = tf.lite.TFLiteConverter.from_keras_model(detector)
+            lite.optimizations = [tf.lite.Optimize.DEFAULT]
+            lite.representative_dataset = calib
+            blob = lite.convert()
+
+            def calib():
+                for _ in range(8):
+                    yield [np.random.uniform(size=(1, 64, 64, 3)).astype(np.float32)]
+            """), "a later redefinition of the generator name is not the one the converter was given"),
     )
 
     INVALID = (

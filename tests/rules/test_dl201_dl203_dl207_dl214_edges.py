@@ -262,7 +262,7 @@ def test_dl202_other_objects_and_prepare_before_fuse_are_ignored():
     ],
 )
 def test_dl203_anything_that_may_calibrate_silences(between):
-    code = "import torch\nprepared = torch.ao.quantization.prepare(model)\n" + between + "\nq = torch.ao.quantization.convert(prepared)\n"
+    code = "import torch\nmodel.qconfig = torch.ao.quantization.get_default_qconfig(\"x86\")\nprepared = torch.ao.quantization.prepare(model)\n" + between + "\nq = torch.ao.quantization.convert(prepared)\n"
     assert _lines(code, "DL203") == []
 
 
@@ -271,7 +271,7 @@ def test_dl203_anything_that_may_calibrate_silences(between):
     ["", "prepared.eval()", "print(prepared)", "prepared.to('cpu')", "x = 1"],
 )
 def test_dl203_inert_steps_between_still_report(between):
-    code = "import torch\nprepared = torch.ao.quantization.prepare(model)\n" + between + "\nq = torch.ao.quantization.convert(prepared)\n"
+    code = "import torch\nmodel.qconfig = torch.ao.quantization.get_default_qconfig(\"x86\")\nprepared = torch.ao.quantization.prepare(model)\n" + between + "\nq = torch.ao.quantization.convert(prepared)\n"
     assert len(_lines(code, "DL203")) == 1
 
 
