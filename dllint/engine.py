@@ -63,6 +63,25 @@ def encode(source: Source, text: str) -> bytes:
     return (b"\xef\xbb\xbf" + data) if source.bom else data
 
 
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+([A-Za-z_]\w*)|import[ \t]+([^\n#;]+))", re.MULTILINE)
+
+
+def imported_roots(text: str) -> Set[str]:
+    """Top-level package names the text imports absolutely, read from its lines (``import a.b, c
+    as d`` -> a, c; ``from a.b import x`` -> a; relative imports give nothing).  A line inside a
+    string may count too: the answer may say too much, never too little."""
+    roots: Set[str] = set()
+    for match in _IMPORT_LINE.finditer(text):
+        if match.group(1):
+            roots.add(match.group(1))
+        else:
+            for part in match.group(2).split(","):
+                name = part.strip().strip("()\\").split(".")[0].split(" ")[0]
+                if name:
+                    roots.add(name)
+    return roots
+
+
 class RuleSet:
     """An ordered set of enabled rule classes and the dispatch plan built from them."""
 
@@ -72,8 +91,13 @@ class RuleSet:
         self._handlers = {r: r.handlers() for r in self.rules}
 
     def active_for(self, text: str) -> List[Type[Rule]]:
-        """The rules whose trigger words occur in ``text``."""
-        return [r for r in self.rules if any(t in text for t in r.triggers)]
+        """The rules whose trigger words occur in ``text`` and, for rules that name frameworks,
+        whose framework the text imports."""
+        active = [r for r in self.rules if any(t in text for t in r.triggers)]
+        if any(r.frameworks for r in active):
+            roots = imported_roots(text)
+            active = [r for r in active if not r.frameworks or roots.intersection(r.frameworks)]
+        return active
 
     def handlers_of(self, rule: Type[Rule]) -> Dict[str, Tuple[Optional[str], Optional[str]]]:
         return self._handlers[rule]

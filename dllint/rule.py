@@ -132,6 +132,10 @@ class Rule:
     evidence: ClassVar[Evidence] = Evidence("", "")
     #: Words of which at least one must occur in the file's text for the rule to run.
     triggers: ClassVar[Tuple[str, ...]] = ()
+    #: Top-level packages of which at least one must be imported (``import x`` / ``from x...``
+    #: anywhere in the file) for the rule to run; empty: no such condition.  Relative imports do
+    #: not count, so a framework's own source does not wake its users' rules.
+    frameworks: ClassVar[Tuple[str, ...]] = ()
     #: Whether the rule is on unless selected explicitly.
     default_enabled: ClassVar[bool] = True
     VALID: ClassVar[Sequence[Valid]] = ()

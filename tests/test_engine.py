@@ -205,3 +205,32 @@ def test_parent_is_the_direct_parent_in_visit_and_leave():
         ("leave", "g(x)", "Arg"),
         ("leave", "f(g(x))", "Assign"),
     ]
+
+
+def test_imported_roots_reads_absolute_imports_only():
+    from dllint.engine import imported_roots
+
+    text = (
+        "import os, transformers as t\n"
+        "from torch.ao import quantization\n"
+        "from .utils import helper\n"
+        "try:\n"
+        "    import tensorflow.lite\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "import a.b as c, d\n"
+    )
+    assert imported_roots(text) == {"os", "transformers", "torch", "tensorflow", "a", "d"}
+
+
+def test_rules_naming_frameworks_run_only_where_one_is_imported():
+    from dllint.engine import RuleSet
+    from dllint.registry import rule_by_code
+
+    rule = rule_by_code("DL509")
+    assert rule.frameworks == ("transformers",)
+    ruleset = RuleSet([rule])
+    call = "m = AutoModel.from_pretrained('org/m', trust_remote_code=True)\n"
+    assert ruleset.active_for("from transformers import AutoModel\n" + call) == [rule]
+    # the library's own source imports itself relatively: the rule does not wake up
+    assert ruleset.active_for("from ..auto import AutoModel\n" + call) == []

@@ -138,6 +138,7 @@ class TokenizerModelCheckpointMismatch(Rule):
         ),
     )
     triggers = ("Tokenizer", "tokenizer")
+    frameworks = ("transformers",)
 
     VALID = (
         Valid(dedent("""

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import libcst as cst
 
@@ -201,8 +201,19 @@ def class_attribute_load(ctx: Any, expr: Any) -> Optional[Load]:
     cls = ctx.enclosing_class()
     if cls is None or ctx.function() is None:
         return None
-    attr = expr.attr.value
-    values: List[Any] = []
+    values = ctx.memo(f"dl502.class_attributes:{id(cls)}", lambda ctx: _class_attributes(cls)).get(
+        expr.attr.value, []
+    )
+    if len(values) != 1:
+        return None
+    return load_of(ctx, values[0])
+
+
+def _class_attributes(cls: cst.ClassDef) -> Dict[str, Any]:
+    """attribute -> the values assigned to ``self.<attribute>`` in the methods of ``cls``, leaving
+    out self-rebindings; None for an attribute also assigned by unpacking or augmented assignment."""
+    found: Dict[str, Any] = {}
+    spoiled: Set[str] = set()
     for stmt in cls.body.body:
         if not isinstance(stmt, cst.FunctionDef) or not stmt.params.params:
             continue
@@ -213,17 +224,21 @@ def class_attribute_load(ctx: Any, expr: Any) -> Optional[Load]:
             if isinstance(node, (cst.Assign, cst.AnnAssign, cst.AugAssign)):
                 targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
                 for target in targets:
-                    for sub in [target] + (list(e.value for e in target.elements) if isinstance(target, (cst.Tuple, cst.List)) else []):
-                        if dotted_name(sub) == f"{owner}.{attr}":
-                            if isinstance(node, cst.AugAssign) or sub is not target:
-                                return None
-                            value = strip_self_returning(node.value)
-                            if dotted_name(value) != f"{owner}.{attr}":
-                                values.append(value)
+                    subs = [target] + (list(e.value for e in target.elements) if isinstance(target, (cst.Tuple, cst.List)) else [])
+                    for sub in subs:
+                        if not (isinstance(sub, cst.Attribute) and isinstance(sub.value, cst.Name) and sub.value.value == owner):
+                            continue
+                        attr = sub.attr.value
+                        if isinstance(node, cst.AugAssign) or sub is not target:
+                            spoiled.add(attr)
+                            continue
+                        value = strip_self_returning(node.value)
+                        if dotted_name(value) != f"{owner}.{attr}":
+                            found.setdefault(attr, []).append(value)
             todo.extend(children(node))
-    if len(values) != 1:
-        return None
-    return load_of(ctx, values[0])
+    for attr in spoiled:
+        found[attr] = []
+    return found
 
 
 def object_load(ctx: Any, expr: Any) -> Optional[Load]:
@@ -454,6 +469,7 @@ class PaddedInputWithoutAttentionMask(Rule):
         ),
     )
     triggers = ("transformers",)
+    frameworks = ("transformers",)
 
     VALID = (
         Valid(

@@ -252,6 +252,7 @@ class TokenizationWithoutTruncation(Rule):
         ),
     )
     triggers = ("from_pretrained", "pipeline(")
+    frameworks = ("transformers",)
 
     VALID = (
         Valid(dedent("""

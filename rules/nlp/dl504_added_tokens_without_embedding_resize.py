@@ -113,6 +113,7 @@ class AddedTokensWithoutEmbeddingResize(Rule):
         ),
     )
     triggers = ("add_tokens", "add_special_tokens")
+    frameworks = ("transformers", "sentence_transformers")
 
     VALID = (
         Valid(dedent("""

@@ -87,6 +87,7 @@ class MissingPadTokenForPadding(Rule):
         ),
     )
     triggers = ("pad", "DataCollator")
+    frameworks = ("transformers",)
 
     VALID = (
         Valid(

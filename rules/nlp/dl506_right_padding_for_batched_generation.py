@@ -79,6 +79,7 @@ class RightPaddingForBatchedGeneration(Rule):
         ),
     )
     triggers = ("generate",)
+    frameworks = ("transformers",)
 
     VALID = (
         Valid(

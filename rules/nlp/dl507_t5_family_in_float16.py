@@ -104,6 +104,7 @@ class T5FamilyInFloat16(Rule):
         ),
     )
     triggers = ("half", "float16", "fp16", "autocast", "precision")
+    frameworks = ("transformers",)
 
     VALID = (
         Valid(dedent("""

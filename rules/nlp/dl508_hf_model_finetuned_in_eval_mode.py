@@ -103,6 +103,7 @@ class HfModelFinetunedInEvalMode(Rule):
         ),
     )
     triggers = ("backward",)
+    frameworks = ("transformers",)
 
     VALID = (
         Valid(dedent("""

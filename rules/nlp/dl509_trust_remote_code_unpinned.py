@@ -70,6 +70,7 @@ class TrustRemoteCodeUnpinned(Rule):
         ),
     )
     triggers = ("trust_remote_code",)
+    frameworks = ("transformers",)
 
     VALID = (
         Valid(dedent("""

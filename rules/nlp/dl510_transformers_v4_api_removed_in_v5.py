@@ -108,6 +108,7 @@ class TransformersV4ApiRemovedInV5(Rule):
         ),
     )
     triggers = ("pad_to_max_length", "encode_plus", "tokenizer", "torch_dtype")
+    frameworks = ("transformers",)
 
     VALID = (
         Valid(dedent("""
@@ -302,10 +303,12 @@ class TransformersV4ApiRemovedInV5(Rule):
             classes: List[cst.ClassDef] = []
 
             def collect(node: Any) -> None:  # source order: a base is defined before its subclasses
+                # classes are statements: only statement blocks are searched, not expressions
                 if isinstance(node, cst.ClassDef):
                     classes.append(node)
                 for child in children(node):
-                    collect(child)
+                    if isinstance(child, (cst.BaseStatement, cst.BaseSuite, cst.ExceptHandler, cst.Else, cst.Finally)):
+                        collect(child)
 
             collect(ctx.module)
             by_name: Dict[str, cst.ClassDef] = {}

@@ -98,6 +98,7 @@ class PtqPrepareOrFuseNotInEval(Rule):
         ),
     )
     triggers = ("fuse_modules", "prepare", "quantize", "convert")
+    frameworks = ("torch", "torchao")
 
     VALID = (
         Valid(dedent("""

@@ -69,6 +69,7 @@ class FuseModulesVariantMismatch(Rule):
         ),
     )
     triggers = ("fuse_modules",)
+    frameworks = ("torch",)
 
     VALID = (
         Valid(dedent("""

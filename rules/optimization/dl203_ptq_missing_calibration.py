@@ -101,6 +101,7 @@ class PtqMissingCalibration(Rule):
         ),
     )
     triggers = ("convert",)
+    frameworks = ("torch", "torchao")
 
     VALID = (
         Valid(dedent("""

@@ -321,6 +321,7 @@ class EagerQuantMissingQuantStub(Rule):
         ),
     )
     triggers = ("prepare", "quantize", "QuantStub")
+    frameworks = ("torch", "torchvision")
 
     VALID = (
         Valid(dedent("""

@@ -326,6 +326,7 @@ class EagerQuantFloatArithmetic(Rule):
         ),
     )
     triggers = ("QuantStub", "QuantWrapper")
+    frameworks = ("torch",)
 
     VALID = (
         Valid(dedent("""

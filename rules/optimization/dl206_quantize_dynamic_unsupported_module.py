@@ -117,6 +117,7 @@ class QuantizeDynamicUnsupportedModule(Rule):
         ),
     )
     triggers = ("quantize_dynamic",)
+    frameworks = ("torch",)
 
     VALID = (
         Valid(dedent("""

@@ -71,6 +71,7 @@ class QuantEngineQconfigMismatch(Rule):
         ),
     )
     triggers = ("get_default_q",)
+    frameworks = ("torch",)
 
     VALID = (
         Valid(dedent("""

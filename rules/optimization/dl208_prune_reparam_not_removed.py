@@ -104,6 +104,7 @@ class PruneReparamNotRemoved(Rule):
         ),
     )
     triggers = ("prune",)
+    frameworks = ("torch",)
 
     VALID = (
         Valid(dedent("""

@@ -79,6 +79,7 @@ class TfmotPruningWithoutUpdateStep(Rule):
         ),
     )
     triggers = ("prune_low_magnitude",)
+    frameworks = ("tensorflow_model_optimization",)
 
     VALID = (
         Valid(dedent("""

@@ -77,6 +77,7 @@ class TfmotPrunedModelNotStripped(Rule):
         ),
     )
     triggers = ("prune_low_magnitude",)
+    frameworks = ("tensorflow_model_optimization",)
 
     VALID = (
         Valid(dedent("""

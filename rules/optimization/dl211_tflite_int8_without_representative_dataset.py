@@ -74,6 +74,7 @@ class TfliteInt8WithoutRepresentativeDataset(Rule):
         ),
     )
     triggers = ("TFLiteConverter",)
+    frameworks = ("tensorflow",)
 
     VALID = (
         Valid(dedent("""

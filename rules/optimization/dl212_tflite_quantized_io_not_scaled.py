@@ -87,6 +87,7 @@ class TfliteQuantizedIoNotScaled(Rule):
         ),
     )
     triggers = ("set_tensor", "get_tensor")
+    frameworks = ("tensorflow", "tflite_runtime", "ai_edge_litert", "pycoral")
 
     VALID = (
         Valid(dedent("""

@@ -83,6 +83,7 @@ class DeprecatedTorchAoQuantization(Rule):
         ),
     )
     triggers = ("quantiz",)
+    frameworks = ("torch",)
 
     VALID = (
         Valid(dedent("""

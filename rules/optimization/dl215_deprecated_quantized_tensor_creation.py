@@ -47,6 +47,7 @@ class DeprecatedQuantizedTensorCreation(Rule):
         ),
     )
     triggers = ("quantize_per_",)
+    frameworks = ("torch",)
 
     VALID = (
         Valid(dedent("""

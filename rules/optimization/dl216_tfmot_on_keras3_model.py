@@ -63,6 +63,7 @@ class TfmotOnKeras3Model(Rule):
         ),
     )
     triggers = ("prune_low_magnitude", "quantize_model")
+    frameworks = ("tensorflow_model_optimization",)
 
     VALID = (
         Valid(dedent("""

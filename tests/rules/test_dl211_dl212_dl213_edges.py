@@ -304,6 +304,7 @@ def test_dl212_scale_applied_in_the_function_silences_the_output():
 def test_dl213_catalogue_bad_example_gives_bare_and_cast():
     code = """
     import numpy as np
+    import tensorflow as tf
     def rep():
         for x in ds.take(100):
             yield x.numpy().astype(np.uint8)
