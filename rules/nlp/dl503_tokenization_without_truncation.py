@@ -418,6 +418,15 @@ class TokenizationWithoutTruncation(Rule):
                 logits = model(toks)[0]
             """), "loop over a literal list of short texts"),
         Valid(dedent("""
+            from transformers import BertModel, BertTokenizer
+            tokenizer = BertTokenizer.from_pretrained("bert-base-uncased")
+            model = BertModel.from_pretrained("bert-base-uncased")
+            sentences = ["The quick brown fox jumps over the lazy dog", "I am the king"]
+            first = tokenizer(sentences[0], return_tensors="pt")
+            second = tokenizer(sentences[1], return_tensors="pt")
+            out1, out2 = model(**first), model(**second)
+            """), "one text of a literal list, by index: its length is known"),
+        Valid(dedent("""
             from transformers import pipeline
             classifier = pipeline("sentiment-analysis")
             def score(articles):
@@ -1206,6 +1215,9 @@ def _literal_words(ctx: Any, node: Any) -> Optional[int]:
     token each), ``"..." * 150``, ``a + b``; for a list or tuple of texts (a batch), the longest.
     Names assigned once are followed.  None when the text is not known."""
     node = ctx.resolve(node) if isinstance(node, cst.Name) else node
+    if isinstance(node, cst.Subscript):
+        # ``sentences[0]`` of a list or tuple literal assigned once and never grown: one of its texts
+        return _literal_words(ctx, _literal_container(ctx, node))
     if isinstance(node, (cst.List, cst.Tuple)):
         if not node.elements:
             return None
@@ -1246,6 +1258,26 @@ def _literal_words(ctx: Any, node: Any) -> Optional[int]:
             left, right = _literal_words(ctx, node.left), _literal_words(ctx, node.right)
             return None if left is None or right is None else left + right
     return None
+
+
+def _literal_container(ctx: Any, node: cst.Subscript) -> Any:
+    """For ``texts[i]`` (one index), the list or tuple literal ``texts`` holds when the name is
+    assigned once and the file never grows or rewrites it (``texts.append(...)``,
+    ``texts[i] = ...``, ``texts += ...``); else None."""
+    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+        return None
+    if not isinstance(node.value, cst.Name):
+        return None
+    container = ctx.resolve(node.value)
+    if not isinstance(container, (cst.List, cst.Tuple)):
+        return None
+    name = re.escape(node.value.value)
+    grown = re.compile(
+        rf"\b{name}\s*(?:\.\s*(?:append|extend|insert)\s*\(|\[[^\]]*\]\s*=[^=]|\+=|\*=)"
+    )
+    if grown.search(ctx.source or ""):
+        return None
+    return container
 
 
 def _with_truncation(call: cst.Call) -> cst.Call:

@@ -7,7 +7,7 @@ import libcst as cst
 
 from dllint.context import children, dotted_name
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
-from dllint.rules.nlp._hf import Load, literal, load_of
+from dllint.rules.nlp._hf import Load, keyword_value, literal, load_of
 
 ADD_METHODS = frozenset({"add_tokens", "add_special_tokens"})
 
@@ -86,6 +86,13 @@ class AddedTokensWithoutEmbeddingResize(Rule):
     every forward pass (`torch.masked_fill(queries, ~attention_mask, 0)`), so the new id never
     reaches the embedding.
 
+    Also silent when every such model is loaded with `trust_remote_code` (True or a value not
+    known to be False): a model running its repository's own modeling code sets its own embedding
+    size, and such repositories often reserve rows past the tokenizer's length for tokens their
+    instructions register at load (Yuan 2.0's recipe `tok.add_tokens(["<sep>", "<pad>", ...],
+    special_tokens=True)` with no resize, copied into many projects, works because the model
+    already has those rows).
+
     Limits: adding a token that the vocabulary already has adds nothing, which cannot be told
     statically (such files are reported); a model loaded from a directory saved after resizing
     is fine, but one loaded in the same scope as an add is reported. Tokenizers and models in
@@ -116,6 +123,14 @@ class AddedTokensWithoutEmbeddingResize(Rule):
     frameworks = ("transformers", "sentence_transformers")
 
     VALID = (
+        Valid(dedent("""
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+            def load(path, remote=True):
+                tok = AutoTokenizer.from_pretrained(path, eos_token="<eod>")
+                tok.add_tokens(["<sep>", "<pad>", "<mask>"], special_tokens=True)
+                model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=remote)
+                return model, tok
+            """), "a remote-code model: its own embedding holds the tokens its recipe registers"),
         Valid(dedent("""
             from transformers import AutoTokenizer, AutoModel
             tok = AutoTokenizer.from_pretrained("bert-base-uncased")
@@ -406,6 +421,8 @@ class AddedTokensWithoutEmbeddingResize(Rule):
         used = [m for m in models if _used_after(scope_node, add.call, m[0])]
         if not used:
             return
+        if all(keyword_value(ctx, load.node, "trust_remote_code", False) is not False for _, load, _ in used):
+            return  # remote modeling code: its embedding size is the repository's, not the table's
         if any(self._handed_to_helper(scope_node, add, name) for name, _, _ in used):
             return
         if add.pad_only and self._pad_ids_masked(scope_node, add):

@@ -5,6 +5,7 @@ from typing import Any
 
 import libcst as cst
 
+from dllint.context import dotted_name
 from dllint.rule import Evidence, Invalid, Rule, Valid, dedent
 from dllint.rules.nlp._hf import PIPELINE_FUNCTIONS, UNKNOWN, argument_default, checkpoint, keyword_value, literal
 
@@ -19,6 +20,14 @@ LOCAL_PATH_FUNCTIONS = frozenset(
 
 #: Local path prefixes (no remote code is downloaded from them).
 LOCAL_PREFIXES = ("./", "../", "/", "~", ".\\", "..\\")
+
+#: ``<obj>.save_pretrained(<folder>)``: the folder (a name or attribute chain) the file writes.
+_SAVE_PRETRAINED = re.compile(r"\.save_pretrained\(\s*(?:save_directory\s*=\s*)?([A-Za-z_][\w.]*)\s*[,)]")
+
+
+def _saved_folders(ctx: Any) -> frozenset:
+    """Spellings of the folders the file writes with ``save_pretrained``."""
+    return frozenset(_SAVE_PRETRAINED.findall(ctx.source or ""))
 
 
 class TrustRemoteCodeUnpinned(Rule):
@@ -50,7 +59,9 @@ class TrustRemoteCodeUnpinned(Rule):
     revision is not known (a parameter without default: a caller may pass a commit), when the
     call passes `**kwargs` (which may carry a revision), and for local checkpoints: a path
     starting with `./`, `../`, `/` or `~`, or built with `os.path` / `pathlib` /
-    `snapshot_download` (a folder already on disk runs the code it holds). `datasets.load_dataset`
+    `snapshot_download` (a folder already on disk runs the code it holds), and a name or
+    attribute that the file also passes to `save_pretrained(...)` (a folder the script writes
+    itself, read back later: `model.save_pretrained(path)` ... `from_pretrained(path, ...)`). `datasets.load_dataset`
     and other libraries' `trust_remote_code` are not transformers loads and are not checked.
 
     Limits: a checkpoint held in a variable of unknown value is assumed to be a hub id; a revision
@@ -122,6 +133,18 @@ class TrustRemoteCodeUnpinned(Rule):
             path = snapshot_download("org/model", revision="0123456789abcdef0123456789abcdef01234567")
             model = AutoModel.from_pretrained(path, trust_remote_code=True)
             """), "loaded from a snapshot folder downloaded at a pinned revision"),
+        Valid(dedent("""
+            from transformers import AutoModelForCausalLM
+            REVISION = "0123456789abcdef0123456789abcdef01234567"
+            def run(args):
+                cache = f"{args.model.split('/')[1]}_layers{args.layers}"
+                if args.load_weights:
+                    model = AutoModelForCausalLM.from_pretrained(cache, trust_remote_code=True)
+                else:
+                    model = AutoModelForCausalLM.from_pretrained(args.model, trust_remote_code=True, revision=REVISION)
+                if args.save_weights:
+                    model.save_pretrained(cache)
+            """), "a folder the script writes with save_pretrained and reads back"),
     )
     INVALID = (
         Invalid(dedent("""
@@ -219,6 +242,9 @@ class TrustRemoteCodeUnpinned(Rule):
         if source is None:
             return False
         ctx = self.ctx
+        spelled = dotted_name(source)
+        if spelled is not None and spelled in ctx.memo("dl509.saved_folders", _saved_folders):
+            return True  # the file writes that folder with save_pretrained: a local checkpoint
         held = checkpoint(ctx, source)
         if held is not None:
             return held.text.startswith(LOCAL_PREFIXES)

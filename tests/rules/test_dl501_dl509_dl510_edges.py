@@ -469,3 +469,25 @@ def test_dl510_lint_text_reads_the_pins_of_the_file_path(tmp_path):
     result = lint_text(BAD_V4, str(source), RULESET, enabled={"DL510"})
     assert [f for f in result.findings if f.code == "DL510"] == []
 
+
+
+# --- second reading: folders the script writes itself --------------------------------------------
+
+
+def test_dl509_folder_written_with_save_pretrained_is_local():
+    code = """
+from transformers import AutoModelForCausalLM
+out_dir = f"{name}_small"
+model = AutoModelForCausalLM.from_pretrained(out_dir, trust_remote_code=True)
+model.save_pretrained(save_directory=out_dir)
+"""
+    assert _lines(code, "DL509") == []
+
+
+def test_dl509_other_folder_saved_still_checked():
+    code = """
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(model_name, trust_remote_code=True)
+model.save_pretrained(out_dir)
+"""
+    assert _lines(code, "DL509") == [2]

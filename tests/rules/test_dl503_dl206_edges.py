@@ -431,3 +431,38 @@ def test_dl206_gpt2_variants():
     assert lines(between="model.transformer.h[0].attn.c_attn = swap(model.transformer.h[0].attn.c_attn)") == []
     assert lines(between="for name, mod in model.named_modules():\n    pass") == []
     assert lines(between="model = convert(model)") == []
+
+
+# --- second reading: one text of a literal list, by index -------------------------------------
+
+
+def test_dl503_indexed_literal_list_is_known():
+    code = HEADER + """
+sentences = ["a short sentence", "another one"]
+enc = tok(sentences[0], return_tensors="pt")
+out = model(**enc)
+"""
+    assert _lines(code, "DL503") == []
+
+
+@pytest.mark.parametrize(
+    "grow",
+    ['sentences.append(document)', 'sentences[1] = document', 'sentences += [document]'],
+)
+def test_dl503_indexed_list_that_grows_is_checked(grow):
+    code = HEADER + f"""
+sentences = ["a short sentence", "another one"]
+{grow}
+enc = tok(sentences[1], return_tensors="pt")
+out = model(**enc)
+"""
+    assert _lines(code, "DL503") == [8]
+
+
+def test_dl503_indexed_unknown_list_is_checked():
+    code = HEADER + """
+def embed(sentences):
+    enc = tok(sentences[0], return_tensors="pt")
+    return model(**enc)
+"""
+    assert _lines(code, "DL503") == [7]

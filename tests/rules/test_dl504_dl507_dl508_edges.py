@@ -443,3 +443,29 @@ def test_dl504_model_used_in_a_later_function_of_the_module():
         return model(**tok(text, return_tensors="pt"))
     """)
     assert _lines(code, "DL504") == [4]
+
+
+# --- second reading: remote modeling code ------------------------------------------------------
+
+
+@pytest.mark.parametrize("trust", ["True", "args.trust_remote_code"])
+def test_dl504_remote_code_model_is_silent(trust):
+    code = f"""
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained(args.model)
+tok.add_tokens(["<sep>", "<pad>"], special_tokens=True)
+model = AutoModelForCausalLM.from_pretrained(args.model, trust_remote_code={trust})
+model(**tok("x <sep>", return_tensors="pt"))
+"""
+    assert _lines(code, "DL504") == []
+
+
+def test_dl504_remote_code_off_is_checked():
+    code = """
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("gpt2")
+tok.add_tokens(["<sep>", "<pad>"], special_tokens=True)
+model = AutoModelForCausalLM.from_pretrained("gpt2", trust_remote_code=False)
+model(**tok("x <sep>", return_tensors="pt"))
+"""
+    assert _lines(code, "DL504") == [3]
