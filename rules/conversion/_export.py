@@ -293,6 +293,9 @@ def exported_module(ctx: Any, export: ExportCall) -> Optional[ExportedModule]:
     expr = export.model
     if expr is None:
         return None
+    if isinstance(expr, cst.Name) and expr.value == "self" and ctx.function() is not None and ctx.enclosing_class() is not None:
+        # a module exporting itself from one of its methods
+        return ExportedModule(expr, "self", None, ctx.enclosing_class(), None)
     origin, chain_mode = origin_of(ctx, expr)
     name = dotted_name(_strip(expr)[0])
     mode = chain_mode or _mode_at(ctx, export.node, name, origin)
