@@ -88,7 +88,10 @@ class RepresentativeDatasetBadYield(Rule):
     How to fix: `def rep(): for x in ds.batch(1).take(100): yield [tf.cast(x, tf.float32)]`,
     preprocessing real samples exactly as at inference.
 
-    Stays silent for yields of lists, tuples and dicts (dict keys are not checked against the
+    A tuple of arrays (`yield (x,)`, `yield x, y`) is reported too: TF 2.21 reads any tuple as
+    `(signature_key, dict)`, so `(x,)` fails with `IndexError: tuple index out of range` and `(x, y)`
+    with a ValueError about the tuple's second argument (measured).
+    Stays silent for yields of lists, `(signature_key, dict)` tuples and dicts (dict keys are not checked against the
     signature), for values it cannot follow (parameters, names assigned several times, unknown
     helpers), for dataset elements that may be tuples or dicts, and for generators defined in
     another file (yolov5 imports its generator).
@@ -180,6 +183,28 @@ class RepresentativeDatasetBadYield(Rule):
     )
 
     INVALID = (
+        Invalid(
+            dedent("""
+                import numpy as np
+                import tensorflow as tf
+                def rep():
+                    for _ in range(10):
+                        yield (np.random.rand(1, 4).astype(np.float32),)
+                converter = tf.lite.TFLiteConverter.from_keras_model(model)
+                converter.representative_dataset = rep
+                """),
+            fixed=dedent("""
+                import numpy as np
+                import tensorflow as tf
+                def rep():
+                    for _ in range(10):
+                        yield [np.random.rand(1, 4).astype(np.float32),]
+                converter = tf.lite.TFLiteConverter.from_keras_model(model)
+                converter.representative_dataset = rep
+                """),
+            unsafe=True,
+            note="a one-element tuple of arrays (IndexError in TF 2.21)",
+        ),
         Invalid(
             dedent("""
                 import numpy as np
@@ -289,6 +314,21 @@ class RepresentativeDatasetBadYield(Rule):
                 f"{self.message}: this yields a bare array; yield a list of inputs (`yield [x]`)",
                 fix=Fix("Wrap the yielded array in a list (one model input)",
                         [(value, cst.List([cst.Element(value)]))], FixKind.UNSAFE),
+            )
+        elif (
+            isinstance(value, cst.Tuple)
+            and value.elements
+            and all(isinstance(e, cst.Element) for e in value.elements)
+            and all(self._is_array(e.value, 0) for e in value.elements)
+        ):
+            # TF 2.21 reads any tuple as (signature_key, dict): (x,) raises IndexError, (x, y) a ValueError
+            reported = True
+            self.report(
+                node,
+                f"{self.message}: this yields a tuple of arrays, which the converter reads as "
+                "(signature_key, dict) and rejects; yield a list (`yield [x]`)",
+                fix=Fix("Yield a list instead of a tuple",
+                        [(value, cst.List([e.with_changes(comma=e.comma) for e in value.elements]))], FixKind.UNSAFE),
             )
         elements = _elements(self.ctx, value)
         for element in elements:

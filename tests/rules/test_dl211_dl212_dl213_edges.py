@@ -367,7 +367,6 @@ def test_dl213_generator_defined_after_the_assignment_in_a_function():
 @pytest.mark.parametrize(
     "yielded",
     [
-        "(x,)",
         "[x, mask]",
         "{'input_1': x}",
         "('serving_default', {'input_1': x})",
@@ -385,6 +384,20 @@ def test_dl213_containers_and_unknowns_are_not_bare(yielded):
     converter.representative_dataset = rep
     """
     assert _lines(code, "DL213") == []
+
+
+@pytest.mark.parametrize("yielded", ["(x,)", "x, x", "(x, x * 2.0)"])
+def test_dl213_tuples_of_arrays_are_reported(yielded):
+    # TF 2.21 reads a yielded tuple as (signature_key, dict): (x,) -> IndexError, (x, y) -> ValueError
+    code = f"""
+    import numpy as np
+    def rep():
+        for batch in loader:
+            x = np.asarray(batch[0], dtype=np.float32)
+            yield {yielded}
+    converter.representative_dataset = rep
+    """
+    assert _lines(code, "DL213") == [5]
 
 
 def test_dl213_tuple_dataset_component_and_image_directory_dataset():
