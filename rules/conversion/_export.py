@@ -114,7 +114,8 @@ def export_call(ctx: Any, call: Any) -> Optional[ExportCall]:
         example = ctx.argument(call, 1, "example_inputs" if name == "torch.jit.trace" else "inputs")
     exporter = None
     if kind == "onnx":
-        exporter = onnx_exporter(ctx, call)
+        # torch.onnx.utils.export is the TorchScript-based exporter whatever the release
+        exporter = "legacy" if name == "torch.onnx.utils.export" else onnx_exporter(ctx, call)
     return ExportCall(call, kind, name or "", exporter, model, example)
 
 
@@ -297,8 +298,11 @@ def exported_module(ctx: Any, export: ExportCall) -> Optional[ExportedModule]:
         # a module exporting itself from one of its methods
         return ExportedModule(expr, "self", None, ctx.enclosing_class(), None)
     origin, chain_mode = origin_of(ctx, expr)
-    name = dotted_name(_strip(expr)[0])
-    mode = chain_mode or _mode_at(ctx, export.node, name, origin)
+    stripped, direct = _strip(expr)
+    name = dotted_name(stripped)
+    # a mode set on the exported expression itself wins; then the last mode call before the export
+    # (which sees the assignment's own chain); then the chain of the assignment that made it
+    mode = direct or _mode_at(ctx, export.node, name, origin) or chain_mode
     return ExportedModule(expr, name, origin, class_of(ctx, origin), mode)
 
 
