@@ -286,9 +286,10 @@ class Context:
         """The newest release of ``package`` this file targets: the config's ``target-versions``,
         else the project's pins (requirements, pyproject, setup, environment files); None when
         nothing bounds it, which rules read as the newest release."""
-        from dllint.versions import target_version
+        from dllint.versions import notebook_code, target_version
 
-        return target_version(package, self.target_versions, self.path)
+        source = self.memo("versions.own_source", lambda ctx: notebook_code(ctx.path) or ctx.source)
+        return target_version(package, self.target_versions, self.path, source)
 
     def imports(self, framework: str) -> bool:
         """Whether the file imports ``framework`` (torch, tensorflow, keras, transformers, numpy...)."""

@@ -4,8 +4,13 @@ A version-gated rule asks ``Context.target_version("transformers")``.  The answe
 config's ``target-versions`` first, else from the project's pins: requirements files
 (``requirements*.txt``, ``requirements/*.txt``), ``pyproject.toml`` (PEP 621 dependencies and
 optional dependencies, Poetry dependencies), ``setup.cfg`` / ``setup.py`` ``install_requires``
-strings and conda ``environment.yml`` files, found in the file's folder and its parents up to the
-project root (the first folder holding ``.git`` or ``pyproject.toml``).
+strings, conda ``environment.yml`` files and the ``pip`` / ``conda install`` commands of Dockerfiles
+(``Dockerfile``, ``*.Dockerfile``, ``Dockerfile.*``, also in a ``docker/`` folder), found in the file's
+folder and its parents up to the project root (the first folder holding ``.git`` or
+``pyproject.toml``); last, the install commands of the file itself (a notebook's
+``!pip install torch==1.8.1``, a script's ``os.system("pip install ...")``).  Spellings that install
+the same framework count as one (``torch`` / ``pytorch``, ``tensorflow`` / ``tensorflow-gpu`` /
+``tensorflow-cpu`` / ``tensorflow-macos``).
 
 The answer is the newest release the pins allow, as a tuple (``==4.30.2`` -> (4, 30, 2); ``<5`` or
 ``~=4.30`` -> (4, INF)); None when nothing bounds it from above, which rules read as "the newest
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 Version = Tuple[int, ...]
 
@@ -30,6 +35,28 @@ _CONDA = re.compile(r"^\s*-\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?P<op>==?|
 _POETRY = re.compile(r"""^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*=\s*(?:\{[^}]*version\s*=\s*)?["'](?P<spec>[^"']+)["']""")
 
 _cache: Dict[str, Dict[str, Optional[Version]]] = {}
+
+_DOCKERFILE = re.compile(r"^(?:dockerfile(?:\..*)?|.*\.dockerfile)$", re.IGNORECASE)
+_INSTALL = re.compile(r"\b(?:pip3?|python3?\s+-m\s+pip|conda|mamba|uv\s+pip)\s+install\b(?P<args>[^\n#;&|]*)")
+_INSTALL_SPEC = re.compile(
+    r"""(?<![\w.-])["']?(?P<name>[A-Za-z][A-Za-z0-9_.-]*)\s*(?P<op>==|<=|<|~=|=)\s*v?(?P<version>\d+(?:\.\d+)*)"""
+)
+
+#: Distribution names that install the same framework.
+ALIASES: Dict[str, Tuple[str, ...]] = {
+    "torch": ("torch", "pytorch"),
+    "pytorch": ("torch", "pytorch"),
+    "tensorflow": ("tensorflow", "tensorflow-gpu", "tensorflow-cpu", "tensorflow-macos"),
+}
+
+
+def installed_pins(text: str) -> Iterator[Tuple[str, str]]:
+    """(package, specifier) pairs of the ``pip`` / ``conda install`` commands in ``text``; only
+    exact and upper bounds (``==``, ``=``, ``<``, ``<=``, ``~=``)."""
+    for install in _INSTALL.finditer(text):
+        for spec in _INSTALL_SPEC.finditer(install.group("args")):
+            op = "==" if spec.group("op") == "=" else spec.group("op")
+            yield spec.group("name"), op + spec.group("version")
 
 
 def parse_version(text: str) -> Optional[Version]:
@@ -92,6 +119,9 @@ def _pin_lines(path: str) -> Iterator[Tuple[str, str]]:
     except OSError:
         return
     base = os.path.basename(path)
+    if _DOCKERFILE.match(base):
+        yield from installed_pins(text)
+        return
     if base.endswith((".yml", ".yaml")):
         for line in text.splitlines():
             match = _CONDA.match(line)
@@ -144,6 +174,14 @@ def _pin_files(folder: str) -> List[str]:
             "environment.yaml",
         ):
             found.append(os.path.join(folder, name))
+        elif _DOCKERFILE.match(name) and os.path.isfile(os.path.join(folder, name)):
+            found.append(os.path.join(folder, name))
+        elif lower == "docker" and os.path.isdir(os.path.join(folder, name)):
+            sub = os.path.join(folder, name)
+            found.extend(
+                os.path.join(sub, n) for n in sorted(os.listdir(sub))
+                if _DOCKERFILE.match(n) and os.path.isfile(os.path.join(sub, n))
+            )
         elif lower == "requirements" and os.path.isdir(os.path.join(folder, name)):
             sub = os.path.join(folder, name)
             found.extend(os.path.join(sub, n) for n in sorted(os.listdir(sub)) if n.endswith(".txt"))
@@ -175,15 +213,29 @@ def project_pins(path: str) -> Dict[str, Optional[Version]]:
     return pins
 
 
-def target_version(package: str, configured: Dict[str, str], path: str) -> Optional[Version]:
-    """The newest release of ``package`` the project targets; None when unbounded or unknown."""
-    package = _normal(package)
+def _newest(values: Iterable[Optional[Version]]) -> Optional[Version]:
+    found = [v for v in values if v is not None]
+    return max(found) if found else None
+
+
+def target_version(
+    package: str, configured: Dict[str, str], path: str, source: str = ""
+) -> Optional[Version]:
+    """The newest release of ``package`` the project targets (config, then pin files and
+    Dockerfiles, then the install commands in ``source``, the file's own text); None when
+    unbounded or unknown."""
+    names = {_normal(n) for n in ALIASES.get(_normal(package), (package,))}
     for name, value in configured.items():
-        if _normal(name) == package:
+        if _normal(name) in names:
             return parse_version(value)
-    if not path or path.startswith("<"):
-        return None
-    return project_pins(path).get(package)
+    if path and not path.startswith("<"):
+        pins = project_pins(path)
+        found = _newest(pins.get(name) for name in names)
+        if found is not None:
+            return found
+    if source:
+        return _newest(newest_allowed(spec) for name, spec in installed_pins(source) if _normal(name) in names)
+    return None
 
 
 def pins_fingerprint(path: str) -> str:
@@ -191,3 +243,24 @@ def pins_fingerprint(path: str) -> str:
     if not path or path.startswith("<"):
         return ""
     return repr(sorted(project_pins(path).items()))
+
+
+def notebook_code(path: str) -> str:
+    """The code cells of a notebook, IPython lines included (the notebook reader masks them before
+    rules see the code); "" when ``path`` is not a readable notebook."""
+    if not path.endswith(".ipynb"):
+        return ""
+    import json
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            cells = json.load(handle).get("cells", [])
+    except (OSError, ValueError, AttributeError):
+        return ""
+    parts: List[str] = []
+    for cell in cells if isinstance(cells, list) else []:
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            text = cell.get("source", "")
+            parts.append("".join(text) if isinstance(text, list) else str(text))
+    return "\n".join(parts)
+

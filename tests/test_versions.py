@@ -125,3 +125,36 @@ def test_cache_key_follows_pins(tmp_path):
     second = Cache.key(b"x", frozenset(), Settings(), "py", versions.pins_fingerprint(path))
     assert first != second
     assert os.path.exists(path)
+
+
+def test_dockerfile_install_pins(tmp_path):
+    path = _project(
+        tmp_path,
+        {"docker/pytorch.Dockerfile": "FROM ubuntu\nRUN pip install torch==1.8.1 torchvision==0.9.1 && \\\n    pip install numpy\n"},
+    )
+    assert target_version("torch", {}, path) == (1, 8, 1)
+    assert target_version("pytorch", {}, path) == (1, 8, 1)  # one framework, two distribution names
+
+
+def test_the_files_own_install_commands_come_last(tmp_path):
+    path = _project(tmp_path, {})
+    source = "import os\nos.system('pip install tensorflow-gpu==2.1.0')\nimport tensorflow as tf\n"
+    assert target_version("tensorflow", {}, path, source) == (2, 1, 0)
+    assert target_version("tensorflow", {"tensorflow": "2.21"}, path, source) == (2, 21)
+    assert target_version("tensorflow", {}, path, "pip install tensorflow>=2.4\n") is None
+
+
+def test_notebook_magics_count_as_install_commands(tmp_path):
+    import json
+
+    path = _project(tmp_path, {})
+    notebook = tmp_path / "convert.ipynb"
+    notebook.write_text(json.dumps({"cells": [
+        {"cell_type": "code", "source": ["!pip install tensorflow-gpu==2.1.0\n"]},
+        {"cell_type": "code", "source": "import tensorflow as tf\n"},
+    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert versions.notebook_code(str(notebook)).startswith("!pip install")
+    text = "import tensorflow as tf\n"
+    ctx = Context(parse(text), text, str(notebook))
+    assert ctx.target_version("tensorflow") == (2, 1, 0)
+    assert os.path.exists(path)

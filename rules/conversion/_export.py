@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import libcst as cst
 
 from dllint.context import dotted_name
+from dllint.rules.conversion._pins import version as pinned_version
 
 #: qualified name -> kind of export
 ENTRY_POINTS: Dict[str, str] = {
@@ -131,7 +132,7 @@ def onnx_exporter(ctx: Any, call: cst.Call) -> Optional[str]:
         return None
     if ctx.has_star_args(call):
         return None
-    target = ctx.target_version("torch")
+    target = pinned_version(ctx, "torch")
     if target is not None and target < DYNAMO_DEFAULT_SINCE:
         return "legacy"
     return "dynamo"

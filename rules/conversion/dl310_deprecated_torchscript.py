@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional, Tuple
 import libcst as cst
 
 from dllint.rule import Evidence, Invalid, Rule, Valid, dedent
+from dllint.rules.conversion._pins import version as pinned_version
 
 #: TorchScript entry points that warn, and the first torch release known to warn for each.
 #: torch.jit.trace / script / script_method / save / load (and trace_module, which warns as
@@ -61,7 +62,9 @@ class DeprecatedTorchscript(Rule):
     first (DL302).
 
     Limits: projects that must run on an older torch should say so in `target-versions` (or pin
-    torch) and the rule stays silent. `torch.jit.load` of an artefact produced elsewhere is still
+    torch) and the rule stays silent. Pins outside the pin files count too (`_pins.py`): the file's
+    own `pip install torch==1.8.1` (a notebook cell, an `os.system` line) and a project Dockerfile
+    (`Dockerfile`, `docker/*.Dockerfile`) that installs `torch==X` below the release. `torch.jit.load` of an artefact produced elsewhere is still
     reported: the loader itself is deprecated. Helpers that carry no warning
     (`torch.jit.is_scripting`, `ignore`, `unused`, `export`, `annotate`, `script_if_tracing`) are
     not reported. Informational in spirit.
@@ -118,6 +121,12 @@ class DeprecatedTorchscript(Rule):
             import jit
             m = jit.trace(model, x)
             """), "some other package named jit"),
+        Valid(dedent("""
+            import os
+            import torch
+            os.system("pip install torch==1.8.1 torchvision==0.9.1")
+            torch.jit.save(torch.jit.script(model), "m.pt")
+            """), "the file installs a torch release that predates the deprecation"),
     )
 
     INVALID = (
@@ -184,7 +193,7 @@ class DeprecatedTorchscript(Rule):
             self._check(decorator, name)
 
     def _check(self, node: Any, name: str) -> None:
-        if not _at_least(self.ctx.target_version("torch"), DEPRECATED[name]):
+        if not _at_least(pinned_version(self.ctx, "torch"), DEPRECATED[name]):
             return
         api = name.rsplit(".", 1)[1]
         replacement = REPLACEMENT.get(api, "torch.export (export) or torch.compile (speed)")

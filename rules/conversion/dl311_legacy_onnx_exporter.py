@@ -6,6 +6,7 @@ import libcst as cst
 
 from dllint.rule import Evidence, Invalid, Rule, Valid, dedent
 from dllint.rules.conversion._export import DYNAMO_DEFAULT_SINCE, export_call, onnx_exporter
+from dllint.rules.conversion._pins import version as pinned_version
 
 
 class LegacyOnnxExporter(Rule):
@@ -131,7 +132,7 @@ class LegacyOnnxExporter(Rule):
         keyword = ctx.keyword(node, "dynamo")
         if keyword is None or not (isinstance(keyword.value, cst.Name) and keyword.value.value == "False"):
             return
-        target = ctx.target_version("torch")
+        target = pinned_version(ctx, "torch")
         if target is not None and tuple(target[:2]) < DYNAMO_DEFAULT_SINCE:
             return
         if self._fallback(node):

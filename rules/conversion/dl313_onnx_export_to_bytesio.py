@@ -6,6 +6,7 @@ import libcst as cst
 
 from dllint.rule import Evidence, Invalid, Rule, Valid, dedent
 from dllint.rules.conversion._export import DYNAMO_DEFAULT_SINCE, export_call
+from dllint.rules.conversion._pins import version as pinned_version
 
 BYTESIO = frozenset({"io.BytesIO", "_io.BytesIO"})
 
@@ -120,7 +121,7 @@ class OnnxExportToBytesio(Rule):
         export = export_call(ctx, node)
         if export is None or export.kind != "onnx" or export.exporter != "dynamo":
             return
-        target = ctx.target_version("torch")
+        target = pinned_version(ctx, "torch")
         if target is not None and target < DYNAMO_DEFAULT_SINCE:
             return
         f = export.argument(ctx, "f")

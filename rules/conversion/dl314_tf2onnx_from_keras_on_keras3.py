@@ -8,6 +8,7 @@ import libcst as cst
 from dllint.context import dotted_name
 from dllint.rule import Evidence, Invalid, Rule, Valid, dedent
 from dllint.rules.conversion._export import class_of, export_call, file_base_classes
+from dllint.rules.conversion._pins import version as pinned_version
 from dllint.rules.optimization._tfmot import (
     TFMOT,
     environment_hidden,
@@ -49,7 +50,7 @@ def _tf_keras_is_keras3(ctx: Any) -> bool:
     import the order of statements does not matter."""
     if TFMOT in {module.split(".")[0] for module in ctx.imported_modules}:
         return is_keras3(ctx, "tf.keras")
-    version = tensorflow_version(ctx)
+    version = tensorflow_version(ctx) or pinned_version(ctx, "tensorflow")
     if version is not None and version < (2, 16):
         return False
     if legacy_keras_requested(ctx) or environment_hidden(ctx) or "tf-keras" in pinned_packages(ctx):

@@ -8,6 +8,7 @@ import libcst as cst
 from dllint.context import dotted_name
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
 from dllint.rules.optimization._tfmot import expects_error, tensorflow_version
+from dllint.rules.conversion._pins import version as pinned_version
 
 #: TensorFlow's own interpreter class, under every public and internal spelling.
 INTERPRETERS = frozenset(
@@ -83,7 +84,8 @@ class DeprecatedTfliteInterpreter(Rule):
     package's own enum. For `experimental_from_jax`, convert the JAX function with `jax2tf.convert`
     and use `from_concrete_functions` (no fix offered).
 
-    Stays silent for projects pinned below TF 2.20; for `tflite_runtime.interpreter.Interpreter`
+    Stays silent for projects pinned below TF 2.20 (pin files, or, through `_pins.py`, the file's own
+    `pip install tensorflow-gpu==2.1.0`, as in a notebook's first cell, or a project Dockerfile); for `tflite_runtime.interpreter.Interpreter`
     (a separate package, not the deprecated class); in a file that imports `ai_edge_litert` (the
     tf.lite call is then a fallback) or where the call sits in an `except` handler (the fallback of
     a `try: import ai_edge_litert`); inside `pytest.raises` / `assertRaises` blocks; and for plain
@@ -108,6 +110,12 @@ class DeprecatedTfliteInterpreter(Rule):
     frameworks = ("tensorflow",)
 
     VALID = (
+        Valid(dedent("""
+            import os
+            import tensorflow as tf
+            os.system("pip install tensorflow-gpu==2.1.0")
+            interpreter = tf.lite.Interpreter(model_content=tflite_model)
+            """), "the file installs a TensorFlow release that predates the deprecation (a notebook's pip cell)"),
         Valid(dedent("""
             from ai_edge_litert.interpreter import Interpreter
             interp = Interpreter(model_path="m.tflite")
@@ -234,7 +242,7 @@ class DeprecatedTfliteInterpreter(Rule):
             ):
                 return
             jax = True
-        version = tensorflow_version(ctx)
+        version = tensorflow_version(ctx) or pinned_version(ctx, "tensorflow")
         if version is not None and version < DEPRECATED_FROM:
             return
         if expects_error(ctx) or self._fallback(ctx):

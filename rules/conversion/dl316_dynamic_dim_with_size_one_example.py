@@ -6,6 +6,7 @@ import libcst as cst
 
 from dllint.rule import Evidence, Invalid, Rule, Valid, dedent
 from dllint.rules.conversion._export import export_call, exported_module, find_method
+from dllint.rules.conversion._pins import version as pinned_version
 from dllint.rules.conversion.dl304_onnx_export_static_shapes import (
     example_inputs,
     int_value,
@@ -167,7 +168,7 @@ class DynamicDimWithSizeOneExample(Rule):
         if export.kind == "export":
             onnx = False
         elif export.kind == "onnx" and export.exporter == "dynamo":
-            target = ctx.target_version("torch")
+            target = pinned_version(ctx, "torch")
             if target is None or target >= ONNX_FIXED_SINCE:
                 return
             onnx = True

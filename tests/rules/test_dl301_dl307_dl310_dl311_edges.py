@@ -378,3 +378,24 @@ torch.export.export(model, (x,))
 torch.onnx.export(model, (x,), "m.onnx", dynamo=True)
 """
     assert _lines(code, "DL311") == []
+
+
+def test_dl310_project_dockerfile_pin_below_the_deprecation_is_silent(tmp_path):
+    from dllint import versions as _pins
+
+    _pins._cache.clear()
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "pytorch.Dockerfile").write_text(
+        "FROM nvcr.io/nvidia/cuda:10.2-cudnn8-devel-ubuntu18.04\nRUN pip install torch==1.8.1 torchvision==0.9.1\n"
+    )
+    script = tmp_path / "cifar.py"
+    code = "import torch\nmodel = torch.jit.load(path)\n"
+    script.write_text(code)
+    result = lint_text(code, str(script), RULESET, enabled={"DL310"})
+    assert [f for f in result.findings if f.code == "DL310"] == []
+    (tmp_path / "docker" / "pytorch.Dockerfile").write_text("RUN pip install torch>=1.8.1\n")
+    _pins._cache.clear()
+    result = lint_text(code, str(script), RULESET, enabled={"DL310"})
+    assert [f.line for f in result.findings if f.code == "DL310"] == [2]
+    _pins._cache.clear()

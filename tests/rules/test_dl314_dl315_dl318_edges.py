@@ -323,3 +323,29 @@ with pytest.raises(Exception):
     tf.lite.TFLiteConverter.from_keras_model(model).convert()
 """
     assert _lines(code, "DL318") == []
+
+
+# ---------------------------------------------------------------------- pins outside the pin files
+
+def test_dl315_notebook_that_installs_old_tensorflow_is_silent(tmp_path):
+    import json
+
+    from dllint import versions as _pins
+
+    _pins._cache.clear()
+    cells = [
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": ["!pip install tensorflow-gpu==2.1.0\n", "import tensorflow as tf\n"]},
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": ["interpreter = tf.lite.Interpreter(model_content=tflite_model)\n"]},
+    ]
+    notebook = tmp_path / "pinned.ipynb"
+    notebook.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    masked = "pass\nimport tensorflow as tf\ninterpreter = tf.lite.Interpreter(model_content=tflite_model)\n"
+    result = lint_text(masked, str(notebook), RULESET, enabled={"DL315"})
+    assert [f for f in result.findings if f.code == "DL315"] == []
+    unpinned = tmp_path / "unpinned.ipynb"
+    cells[0]["source"] = ["!pip install -q tf-nightly\n", "import tensorflow as tf\n"]
+    unpinned.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    result = lint_text(masked, str(unpinned), RULESET, enabled={"DL315"})
+    assert [f.line for f in result.findings if f.code == "DL315"] == [3]
