@@ -288,8 +288,11 @@ class Context:
         nothing bounds it, which rules read as the newest release."""
         from dllint.versions import notebook_code, target_version
 
-        source = self.memo("versions.own_source", lambda ctx: notebook_code(ctx.path) or ctx.source)
-        return target_version(package, self.target_versions, self.path, source)
+        def compute(ctx: "Context") -> Optional[Tuple[int, ...]]:
+            source = ctx.memo("versions.own_source", lambda c: notebook_code(c.path) or c.source)
+            return target_version(package, ctx.target_versions, ctx.path, source)
+
+        return self.memo(f"target_version:{package}", compute)
 
     def imports(self, framework: str) -> bool:
         """Whether the file imports ``framework`` (torch, tensorflow, keras, transformers, numpy...)."""
