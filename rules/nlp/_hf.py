@@ -394,6 +394,22 @@ def _is_key(node: cst.Subscript, key: str) -> bool:
     return isinstance(index, cst.Index) and literal(index.value) == key
 
 
+def items_source(node: cst.DictComp) -> Any:
+    """For ``{k: v.to(device) for k, v in enc.items()}``, ``enc``; None for any other comprehension."""
+    loop = node.for_in
+    it = loop.iter
+    if (
+        loop.inner_for_in is not None
+        or loop.ifs
+        or not isinstance(it, cst.Call)
+        or it.args
+        or not isinstance(it.func, cst.Attribute)
+        or it.func.attr.value != "items"
+    ):
+        return None
+    return it.func.value
+
+
 def encoding_of(ctx: Any, expr: Any, key: Optional[str] = None, names: Optional[List[str]] = None) -> Optional[Encoding]:
     """The tokenizer call whose output ``expr`` carries; with ``key`` ("input_ids"), ``expr`` may
     also be that one entry of it (``enc["input_ids"]``, ``enc.input_ids``).  Names passed through
@@ -429,18 +445,9 @@ def encoding_of(ctx: Any, expr: Any, key: Optional[str] = None, names: Optional[
             else:
                 return None
         elif isinstance(expr, cst.DictComp):
-            loop = expr.for_in
-            it = loop.iter
-            if (
-                loop.inner_for_in is not None
-                or loop.ifs
-                or not isinstance(it, cst.Call)
-                or it.args
-                or not isinstance(it.func, cst.Attribute)
-                or it.func.attr.value != "items"
-            ):
+            expr = items_source(expr)
+            if expr is None:
                 return None
-            expr = it.func.value
         else:
             return None
     return None
@@ -566,6 +573,7 @@ __all__ = [
     "argument_default",
     "checkpoint",
     "encoding_of",
+    "items_source",
     "keyword_value",
     "literal",
     "load_call",

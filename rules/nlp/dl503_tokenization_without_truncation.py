@@ -18,7 +18,7 @@ from dllint.rules.nlp._checkpoints import (
     pretrained_class,
     strip_self_returning,
 )
-from dllint.rules.nlp._hf import Checkpoint, checkpoint, load_of
+from dllint.rules.nlp._hf import Checkpoint, checkpoint, items_source, load_of
 
 #: Tokenizer methods that encode text and take truncation= / max_length= (encode_plus and
 #: batch_encode_plus exist on transformers 4 only).
@@ -1014,18 +1014,9 @@ class TokenizationWithoutTruncation(Rule):
                 expr = expr.elements[0].value
             elif isinstance(expr, cst.DictComp):
                 # {k: v.to(device) for k, v in enc.items()}
-                loop = expr.for_in
-                it = loop.iter
-                if (
-                    loop.inner_for_in is not None
-                    or loop.ifs
-                    or not isinstance(it, cst.Call)
-                    or it.args
-                    or not isinstance(it.func, cst.Attribute)
-                    or it.func.attr.value != "items"
-                ):
+                expr = items_source(expr)
+                if expr is None:
                     return None
-                expr = it.func.value
             else:
                 return None
         return None

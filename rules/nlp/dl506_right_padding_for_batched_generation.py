@@ -18,7 +18,7 @@ from dllint.rules.nlp.dl502_padded_input_without_attention_mask import (
     spellings,
     value_of,
 )
-from dllint.rules.nlp._hf import PASS_THROUGH_METHODS
+from dllint.rules.nlp._hf import PASS_THROUGH_METHODS, items_source
 
 #: Families whose tokenizers pad on the right unless told otherwise, in transformers 4 and 5 alike
 #: (GPT2Tokenizer and the plain fast tokenizer default to "right"; the hub checkpoints of these
@@ -372,17 +372,9 @@ def _trace(ctx: Any, expr: Any, keyed: bool) -> Optional[Encoding]:
             else:
                 return None
         elif isinstance(expr, cst.DictComp):
-            it = expr.for_in.iter
-            if (
-                expr.for_in.inner_for_in is not None
-                or expr.for_in.ifs
-                or not isinstance(it, cst.Call)
-                or it.args
-                or not isinstance(it.func, cst.Attribute)
-                or it.func.attr.value != "items"
-            ):
+            expr = items_source(expr)
+            if expr is None:
                 return None
-            expr = it.func.value
         else:
             return None
     return None
