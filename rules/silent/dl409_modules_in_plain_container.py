@@ -5,7 +5,7 @@ from typing import Any, List, Optional, Tuple
 import libcst as cst
 
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
-from dllint.rules.silent._module import AttrAssign, ClassFacts, class_facts, is_module_class, module_kind
+from dllint.rules.silent._module import AttrAssign, ClassFacts, class_facts, init_values, is_module_class, module_kind
 
 #: Methods a class may override to handle unregistered submodules itself.
 OWN_PLUMBING = frozenset({"parameters", "named_parameters", "to", "cuda", "_apply", "state_dict", "load_state_dict",
@@ -344,6 +344,8 @@ class ModulesInPlainContainer(Rule):
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         ctx = self.ctx
+        if not any(_plain_container(value) for value in init_values(ctx, node)):
+            return  # no container assigned in __init__: skip the full scan of the class
         if not is_module_class(ctx, node):
             return
         facts = class_facts(ctx, node)

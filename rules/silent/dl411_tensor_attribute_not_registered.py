@@ -5,7 +5,7 @@ from typing import Any, Optional
 import libcst as cst
 
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
-from dllint.rules.silent._module import TENSOR_FACTORIES, AttrAssign, ClassFacts, class_facts, is_module_class
+from dllint.rules.silent._module import TENSOR_FACTORIES, AttrAssign, ClassFacts, class_facts, init_values, is_module_class
 
 #: tensor methods that keep "a new tensor built here" (followed back to the factory)
 TENSOR_CHAIN = frozenset({
@@ -248,6 +248,8 @@ class TensorAttributeNotRegistered(Rule):
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         ctx = self.ctx
+        if not any(self._factory(value) is not None for value in init_values(ctx, node)):
+            return  # no tensor made in __init__: skip the full scan of the class
         if not is_module_class(ctx, node):
             return
         facts = class_facts(ctx, node)
