@@ -107,3 +107,32 @@ def write_atomic(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def append_keyword(call: cst.Call, name: str, value: Any) -> cst.Call:
+    """``call`` with ``name=value`` appended, following its one-line or one-argument-per-line layout."""
+    args = list(call.args)
+    new = cst.Arg(
+        keyword=cst.Name(name),
+        value=value,
+        equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")),
+    )
+    if not args:
+        return call.with_changes(args=[new])
+    last = args[-1]
+    if len(args) >= 2 and isinstance(args[-2].comma, cst.Comma):
+        separator = args[-2].comma.whitespace_after
+    elif isinstance(call.whitespace_before_args, cst.ParenthesizedWhitespace):
+        separator = call.whitespace_before_args
+    else:
+        separator = cst.SimpleWhitespace(" ")
+    if isinstance(last.comma, cst.Comma):  # a trailing comma stays trailing
+        args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=separator))
+        new = new.with_changes(comma=last.comma)
+    else:
+        args[-1] = last.with_changes(
+            comma=cst.Comma(whitespace_after=separator), whitespace_after_arg=cst.SimpleWhitespace("")
+        )
+        new = new.with_changes(whitespace_after_arg=last.whitespace_after_arg)
+    args.append(new)
+    return call.with_changes(args=args)

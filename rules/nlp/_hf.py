@@ -387,7 +387,7 @@ def _batched(ctx: Any, text: Any, method: str) -> Optional[bool]:
     return None
 
 
-def _is_key(node: cst.Subscript, key: str) -> bool:
+def is_key(node: cst.Subscript, key: str) -> bool:
     if len(node.slice) != 1:
         return False
     index = node.slice[0].slice
@@ -422,7 +422,7 @@ def encoding_of(ctx: Any, expr: Any, key: Optional[str] = None, names: Optional[
             if expr is None:
                 return None
         elif isinstance(expr, cst.Subscript):
-            if key is None or not _is_key(expr, key):
+            if key is None or not is_key(expr, key):
                 return None
             key = None
             expr = expr.value
@@ -573,6 +573,7 @@ __all__ = [
     "argument_default",
     "checkpoint",
     "encoding_of",
+    "is_key",
     "items_source",
     "keyword_value",
     "literal",

@@ -5,6 +5,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import libcst as cst
 
 from dllint.context import children, dotted_name
+from dllint.fixes import append_keyword
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
 from dllint.rules.nlp._checkpoints import Family, is_model_class, is_tokenizer_class, strip_self_returning
 from dllint.rules.nlp._hf import (
@@ -12,6 +13,7 @@ from dllint.rules.nlp._hf import (
     Encoding,
     Load,
     checkpoint,
+    is_key,
     keyword_value,
     literal,
     load_of,
@@ -339,42 +341,6 @@ def pad_is_eos(ctx: Any, names: List[str], load: Optional[Load]) -> bool:
             if any(value is not None and mentions_eos(value) for value in found.assigned.get(attr, [])):
                 return True
     return False
-
-
-def is_key(node: cst.Subscript, key: str) -> bool:
-    if len(node.slice) != 1:
-        return False
-    index = node.slice[0].slice
-    return isinstance(index, cst.Index) and literal(index.value) == key
-
-
-def append_keyword(call: cst.Call, name: str, value: Any) -> cst.Call:
-    """``call`` with ``name=value`` appended, following its one-line or one-argument-per-line layout."""
-    args = list(call.args)
-    new = cst.Arg(
-        keyword=cst.Name(name),
-        value=value,
-        equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")),
-    )
-    if not args:
-        return call.with_changes(args=[new])
-    last = args[-1]
-    if len(args) >= 2 and isinstance(args[-2].comma, cst.Comma):
-        separator = args[-2].comma.whitespace_after
-    elif isinstance(call.whitespace_before_args, cst.ParenthesizedWhitespace):
-        separator = call.whitespace_before_args
-    else:
-        separator = cst.SimpleWhitespace(" ")
-    if isinstance(last.comma, cst.Comma):  # a trailing comma stays trailing
-        args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=separator))
-        new = new.with_changes(comma=last.comma)
-    else:
-        args[-1] = last.with_changes(
-            comma=cst.Comma(whitespace_after=separator), whitespace_after_arg=cst.SimpleWhitespace("")
-        )
-        new = new.with_changes(whitespace_after_arg=last.whitespace_after_arg)
-    args.append(new)
-    return call.with_changes(args=args)
 
 
 ENCODER_DECODER_MARKERS = ("ForConditionalGeneration", "Seq2SeqLM", "EncoderDecoder")

@@ -8,6 +8,7 @@ import libcst as cst
 
 from dllint.context import children
 
+from dllint.fixes import append_keyword
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
 from dllint.rules.nlp._checkpoints import (
     Family,
@@ -1279,27 +1280,4 @@ def _with_truncation(call: cst.Call) -> cst.Call:
         if arg.keyword is not None and arg.keyword.value == "truncation":
             args[i] = arg.with_changes(value=cst.Name("True"))
             return call.with_changes(args=args)
-    new = cst.Arg(
-        keyword=cst.Name("truncation"),
-        value=cst.Name("True"),
-        equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")),
-    )
-    if not args:
-        return call.with_changes(args=[new])
-    last = args[-1]
-    if len(args) >= 2 and isinstance(args[-2].comma, cst.Comma):
-        separator = args[-2].comma.whitespace_after
-    elif isinstance(call.whitespace_before_args, cst.ParenthesizedWhitespace):
-        separator = call.whitespace_before_args
-    else:
-        separator = cst.SimpleWhitespace(" ")
-    if isinstance(last.comma, cst.Comma):  # a trailing comma stays trailing
-        args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=separator))
-        new = new.with_changes(comma=last.comma)
-    else:
-        args[-1] = last.with_changes(
-            comma=cst.Comma(whitespace_after=separator), whitespace_after_arg=cst.SimpleWhitespace("")
-        )
-        new = new.with_changes(whitespace_after_arg=last.whitespace_after_arg)
-    args.append(new)
-    return call.with_changes(args=args)
+    return append_keyword(call, "truncation", cst.Name("True"))

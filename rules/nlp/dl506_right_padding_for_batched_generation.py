@@ -5,13 +5,12 @@ from typing import Any, List, Optional, Tuple
 import libcst as cst
 
 from dllint.context import children, dotted_name
+from dllint.fixes import append_keyword
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
-from dllint.rules.nlp._hf import UNKNOWN, Encoding, Load, literal, padding_side, settings
+from dllint.rules.nlp._hf import UNKNOWN, Encoding, Load, is_key, literal, padding_side, settings
 from dllint.rules.nlp.dl502_padded_input_without_attention_mask import (
-    append_keyword,
     decoder_only,
     encoding_call,
-    is_key,
     object_load,
     pads_batch,
     receiver_of,
