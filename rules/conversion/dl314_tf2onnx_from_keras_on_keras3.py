@@ -5,7 +5,6 @@ from typing import Any, Optional, Tuple
 
 import libcst as cst
 
-from dllint.context import dotted_name
 from dllint.rule import Evidence, Invalid, Rule, Valid, dedent
 from dllint.rules.conversion._export import class_of, export_call, file_base_classes
 from dllint.rules.conversion._pins import version as pinned_version

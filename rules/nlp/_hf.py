@@ -20,7 +20,7 @@ An unknown answer is None: rules stay silent on it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set
 
 import libcst as cst
 

@@ -5,7 +5,7 @@ from typing import Any, Optional
 import libcst as cst
 
 from dllint.rule import Evidence, Fix, FixKind, Invalid, Rule, Valid, dedent
-from dllint.rules.silent._module import TENSOR_FACTORIES, AttrAssign, ClassFacts, class_facts, init_values, is_module_class
+from dllint.rules.silent._module import TENSOR_FACTORIES, AttrAssign, class_facts, init_values, is_module_class
 
 #: tensor methods that keep "a new tensor built here" (followed back to the factory)
 TENSOR_CHAIN = frozenset({

@@ -208,9 +208,9 @@ class SoftmaxImplicitDim(Rule):
     def visit_Call(self, node: cst.Call) -> None:
         name = self.ctx.call_name(node)
         if name in FUNCTIONS:
-            display, position = FUNCTIONS[name]
+            position = FUNCTIONS[name][1]
         elif name in MODULES:
-            display, position = MODULES[name], 0
+            position = 0
         else:
             return
         if self.ctx.has_star_args(node):
